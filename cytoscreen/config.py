@@ -1,0 +1,169 @@
+"""Validated configuration: YAML file -> pydantic models (unknown keys are errors).
+
+The defaults here equal ``configs/default.yaml`` (a test holds them together), so an installed
+package works without the repository's configs folder. CLI flags override file values through
+dotted keys (``tiling.target_mpp=0.5``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cytoscreen.errors import ConfigError
+from cytoscreen.types import MPP_MAX, MPP_MIN
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_mpp(value: float | None, *, what: str = "mpp") -> float | None:
+    """Refuse 0, negative, NaN, infinite and absurd resolutions (outside 0.05-20 um/px)."""
+    if value is None:
+        return None
+    v = float(value)
+    if not math.isfinite(v) or not (MPP_MIN <= v <= MPP_MAX):
+        raise ValueError(
+            f"{what} must be a finite number of micrometres per pixel between "
+            f"{MPP_MIN} and {MPP_MAX}, got {value!r}"
+        )
+    return v
+
+
+class ReaderConfig(_Section):
+    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    mpp_override: float | None = None  # um/px used when the slide has none (or to overrule it)
+
+    @field_validator("mpp_override")
+    @classmethod
+    def _mpp(cls, v: float | None) -> float | None:
+        return check_mpp(v, what="reader.mpp_override")
+
+
+class TilingConfig(_Section):
+    target_mpp: float = 0.5  # um/px of the patches the model sees
+    patch_size: int = Field(224, ge=16, le=4096)  # pixels at target_mpp
+    overlap: int = Field(0, ge=0)  # pixels shared by neighbouring patches, at target_mpp
+    block_patches: int = Field(8, ge=1, le=64)  # a read block is block_patches^2 patches
+    level_tolerance: float = Field(0.02, ge=0.0, le=0.5)  # relative mpp slack to read a level as-is
+
+    @field_validator("target_mpp")
+    @classmethod
+    def _mpp(cls, v: float) -> float:
+        out = check_mpp(v, what="tiling.target_mpp")
+        assert out is not None
+        return out
+
+
+class ForegroundConfig(_Section):
+    thumbnail_mpp: float = Field(8.0, gt=0.5, le=64.0)  # resolution of the mask
+    method: Literal["od", "saturation"] = "od"
+    od_threshold: float = Field(0.06, gt=0.0, le=3.0)  # optical density counted as stained
+    saturation_threshold: float = Field(0.07, gt=0.0, le=1.0)
+    dilate_um: float = Field(16.0, ge=0.0, le=500.0)  # grow the mask so cell borders stay inside
+    min_object_um2: float = Field(30.0, ge=0.0)  # specks smaller than this are dust
+    min_fraction: float = Field(0.005, ge=0.0, le=1.0)  # a patch is kept above this fraction
+
+
+class CacheConfig(_Section):
+    dir: Path = Path(".cytoscreen-cache")
+    chunk_patches: int = Field(64, ge=1, le=4096)  # patches per Zarr chunk
+    compression_level: int = Field(1, ge=0, le=9)  # zstd level; 0 = uncompressed
+    scheduler: Literal["threads", "processes", "synchronous"] = "threads"
+    scheduler_address: str | None = None  # dask.distributed scheduler, e.g. tcp://host:8786
+    workers: int = Field(2, ge=1, le=256)
+
+
+class ScoringConfig(_Section):
+    model: Path | None = None  # None = the bundled default model
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threads: int | None = Field(None, ge=1)
+
+
+class Config(_Section):
+    reader: ReaderConfig = ReaderConfig()
+    tiling: TilingConfig = TilingConfig()
+    foreground: ForegroundConfig = ForegroundConfig()
+    cache: CacheConfig = CacheConfig()
+    scoring: ScoringConfig = ScoringConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self, *sections: str) -> str:
+        """sha256 (hex, 16 chars) of the canonical JSON of the named sections (all if none)."""
+        data = self.to_dict()
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Sections whose values change the pixels in a patch cache; the cache key hashes only these.
+TILING_SECTIONS = ("reader", "tiling", "foreground")
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return f"invalid configuration in {source}:\n" + "\n".join(lines)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key}: {p} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Read a YAML config (or the defaults), apply dotted-key overrides, validate."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def write_resolved(cfg: Config, out_dir: Path) -> Path:
+    """Write the resolved config and its hash beside an output."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "config.resolved.yaml"
+    body = yaml.safe_dump(cfg.to_dict(), sort_keys=True)
+    target.write_text(f"# config hash: {cfg.hash()}\n{body}", encoding="utf-8")
+    return target

@@ -1,0 +1,60 @@
+"""One error family. Every error names the slide (or file) it is about and says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CytoscreenError(Exception):
+    """Base error: ``str(err)`` reads ``<subject>: <message> -- <hint>``."""
+
+    default_hint: str = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        slide: str | Path | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.slide = str(slide) if slide is not None else None
+        self.hint = hint if hint is not None else self.default_hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.slide}: {self.message}" if self.slide else self.message
+        if self.hint:
+            text += f" -- {self.hint}"
+        return text
+
+
+class UnreadableSlide(CytoscreenError):
+    default_hint = (
+        "check that the file is a complete whole-slide image (SVS, TIFF, NDPI, MRXS, DICOM...) "
+        "and try --backend openslide or --backend tiffslide"
+    )
+
+
+class MissingMpp(CytoscreenError):
+    default_hint = "pass the scan resolution explicitly with --mpp (micrometres per pixel)"
+
+
+class InvalidMpp(CytoscreenError):
+    default_hint = "micrometres per pixel must be a finite number between 0.05 and 20"
+
+
+class CacheMismatch(CytoscreenError):
+    default_hint = "delete the cache directory named here or choose another --cache"
+
+
+class BadManifest(CytoscreenError):
+    default_hint = "fix the rows listed and run again"
+
+
+class BadCheckpoint(CytoscreenError):
+    default_hint = "use a checkpoint written by `cytoscreen train` for this architecture"
+
+
+class ConfigError(CytoscreenError):
+    default_hint = "see configs/default.yaml for the valid keys and values"

@@ -1,0 +1,62 @@
+"""Frozen value types passed between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+BackendName = Literal["openslide", "tiffslide"]
+MPP_MIN = 0.05
+MPP_MAX = 20.0
+
+
+@dataclass(frozen=True)
+class SlideMeta:
+    """What a reader knows about a slide. Holds no patient-identifying vendor fields."""
+
+    backend: BackendName
+    vendor: str
+    dimensions: tuple[int, int]  # level 0 (width, height) in pixels
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    mpp_x: float  # micrometres per level-0 pixel
+    mpp_y: float
+    mpp_source: Literal["slide", "override"] = "slide"
+    objective_power: float | None = None
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_dimensions)
+
+    @property
+    def mpp(self) -> float:
+        """Mean level-0 resolution in micrometres per pixel."""
+        return (self.mpp_x + self.mpp_y) / 2.0
+
+    def level_mpp(self, level: int) -> float:
+        return self.mpp * self.level_downsamples[level]
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Patches of ``patch_px`` x ``patch_px`` pixels at ``target_mpp``.
+
+    ``coords`` are the level-0 (x, y) of each patch's top-left corner; a patch covers
+    ``size_l0`` level-0 pixels per side (a float: the ratio of resolutions need not be whole).
+    """
+
+    coords: npt.NDArray[np.int64]  # (N, 2) level-0 x, y
+    foreground: npt.NDArray[np.float32]  # (N,) fraction of the patch that is cell-bearing
+    patch_px: int
+    target_mpp: float
+    size_l0: float
+    stride_l0: float
+    block_ids: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )  # (N,) read block of each patch (patches sorted by block)
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
