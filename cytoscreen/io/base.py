@@ -23,14 +23,16 @@ class SlideReader(Protocol):
     path: Path
     meta: SlideMeta
 
-    def read_region(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> RGBArray:
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> RGBArray:
         """RGB pixels of one region of one pyramid level (out-of-slide area is white)."""
         ...
 
     def associated_image(self, name: str) -> RGBArray:
         """Label/macro/thumbnail images. Never called implicitly: they can carry patient names."""
+        ...
+
+    def associated_names(self) -> tuple[str, ...]:
+        """Names of the associated images the file holds (reading none of them)."""
         ...
 
     def close(self) -> None: ...

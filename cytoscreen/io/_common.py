@@ -1,0 +1,109 @@
+"""Helpers shared by the backends: pixel conversion and the mpp rule (pure functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cytoscreen.config import check_mpp
+from cytoscreen.errors import InvalidMpp, MissingMpp
+from cytoscreen.io.base import RGBArray
+
+
+def to_rgb_on_white(pixels: npt.NDArray[np.generic], *, premultiplied: bool = False) -> RGBArray:
+    """Any (h, w), (h, w, 1|2|3|4) uint8 array -> (h, w, 3) RGB with alpha composited on white.
+
+    ``premultiplied`` says the colour channels were already multiplied by alpha (associated
+    alpha); otherwise alpha is straight (OpenSlide's Python binding and unassociated TIFF alpha).
+    """
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"expected uint8 pixels, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., np.newaxis]
+    channels = arr.shape[2]
+    if channels in (2, 4):  # grey+alpha or RGBA
+        colour, alpha = arr[..., :-1], arr[..., -1:]
+        if channels == 2:
+            colour = np.repeat(colour, 3, axis=2)
+        if bool(np.all(alpha == 255)):
+            return np.ascontiguousarray(colour)
+        a = alpha.astype(np.float32) / 255.0
+        c = colour.astype(np.float32)
+        out = c + 255.0 * (1.0 - a) if premultiplied else c * a + 255.0 * (1.0 - a)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if channels == 1:
+        return np.repeat(arr, 3, axis=2)
+    if channels == 3:
+        return np.ascontiguousarray(arr)
+    raise ValueError(f"cannot convert {channels}-channel pixels to RGB")
+
+
+def _as_float(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_mpp(
+    path: str | Path,
+    slide_mpp_x: object,
+    slide_mpp_y: object,
+    override: float | None,
+) -> tuple[float, float, Literal["slide", "override"]]:
+    """Level-0 (mpp_x, mpp_y, source): the override if given, else what the slide records.
+
+    Raises ``InvalidMpp`` for an override (or recorded value) that is 0, negative, NaN, infinite
+    or outside 0.05-20 um/px, and ``MissingMpp`` when the slide records none and no override is
+    given. Both name the slide.
+    """
+    if override is not None:
+        try:
+            value = check_mpp(override, what="the --mpp override")
+        except (TypeError, ValueError) as exc:
+            raise InvalidMpp(str(exc), slide=path) from None
+        assert value is not None
+        return value, value, "override"
+    x, y = _as_float(slide_mpp_x), _as_float(slide_mpp_y)
+    if x is None and y is None:
+        raise MissingMpp(
+            "the slide does not record its resolution (micrometres per pixel)", slide=path
+        )
+    x = x if x is not None else y
+    y = y if y is not None else x
+    assert x is not None and y is not None
+    for axis, v in (("x", x), ("y", y)):
+        if not _plausible(v):
+            raise InvalidMpp(
+                f"the slide records an implausible resolution ({axis}: {v!r} um/px)",
+                slide=path,
+                hint="pass the true scan resolution with --mpp (micrometres per pixel, 0.05-20)",
+            )
+    return x, y, "slide"
+
+
+def _plausible(value: float) -> bool:
+    try:
+        check_mpp(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_region(path: Path, meta_levels: int, level: int, size: tuple[int, int]) -> None:
+    """Refuse a level that does not exist or a non-positive size, naming the slide."""
+    if not 0 <= level < meta_levels:
+        raise ValueError(f"{path}: level {level} does not exist (levels 0-{meta_levels - 1})")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{path}: region size must be positive, got {size!r}")
+
+
+def no_such_associated(path: Path, name: str, available: tuple[str, ...]) -> KeyError:
+    listed = ", ".join(available) or "none"
+    return KeyError(f"{path}: no associated image {name!r} (this slide has: {listed})")

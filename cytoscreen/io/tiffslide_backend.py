@@ -1,0 +1,171 @@
+"""SlideReader over tiffslide (pure Python: tifffile + zarr + imagecodecs).
+
+Opens what OpenSlide refuses among TIFF-like files: stripped (untiled) TIFFs, JPEG 2000 or
+JPEG XL compressed TIFFs, and SVS/NDPI/OME-TIFF variants. Only the vendor-neutral
+``tiffslide.*`` properties are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import tiffslide
+
+from cytoscreen.errors import UnreadableSlide
+from cytoscreen.io._common import check_region, no_such_associated, resolve_mpp, to_rgb_on_white
+from cytoscreen.io.base import RGBArray
+from cytoscreen.types import SlideMeta
+
+_ASSOCIATED_ALPHA = 1  # TIFF ExtraSamples value for premultiplied alpha
+
+
+class TiffSlideReader:
+    """A slide opened with tiffslide. Pixels are RGB uint8, transparent and outside areas white."""
+
+    backend = "tiffslide"
+
+    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
+        self.path = Path(path)
+        self._mpp_override = mpp
+        try:
+            self._slide = tiffslide.TiffSlide(self.path)
+        except Exception as exc:  # tifffile/zarr raise many types for non-slides
+            raise UnreadableSlide(
+                f"tiffslide cannot open it ({type(exc).__name__}: {exc})", slide=self.path
+            ) from exc
+        try:
+            self.meta = self._read_meta()
+            self._premultiplied = self._has_associated_alpha()
+        except BaseException:
+            self._slide.close()
+            raise
+
+    def _read_meta(self) -> SlideMeta:
+        props = self._slide.properties
+        recorded = (
+            props.get(tiffslide.PROPERTY_NAME_MPP_X),
+            props.get(tiffslide.PROPERTY_NAME_MPP_Y),
+        )
+        if recorded == (None, None):  # tiffslide does not parse OME-XML physical sizes
+            recorded = _ome_mpp(self._slide.ts_tifffile, self._series_index())
+        mpp_x, mpp_y, source = resolve_mpp(self.path, *recorded, self._mpp_override)
+        power = props.get(tiffslide.PROPERTY_NAME_OBJECTIVE_POWER)
+        return SlideMeta(
+            backend="tiffslide",
+            vendor=props.get(tiffslide.PROPERTY_NAME_VENDOR) or "generic-tiff",
+            dimensions=tuple(int(v) for v in self._slide.dimensions),  # type: ignore[arg-type]
+            level_dimensions=tuple((int(w), int(h)) for w, h in self._slide.level_dimensions),
+            level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
+            mpp_x=mpp_x,
+            mpp_y=mpp_y,
+            mpp_source=source,
+            objective_power=float(power) if power else None,
+        )
+
+    def _series_index(self) -> int:
+        return int(self._slide.properties.get("tiffslide.series-index") or 0)
+
+    def _has_associated_alpha(self) -> bool:
+        page = self._slide.ts_tifffile.series[self._series_index()].keyframe
+        return _ASSOCIATED_ALPHA in tuple(getattr(page, "extrasamples", ()) or ())
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> RGBArray:
+        check_region(self.path, self.meta.level_count, level, size)
+        x, y = int(location[0]), int(location[1])
+        w, h = int(size[0]), int(size[1])
+        ds = self.meta.level_downsamples[level]
+        window = _inside_window((x, y), (w, h), ds, self.meta.level_dimensions[level])
+        if window is None:  # wholly outside the slide (tiffslide would warn and pad black)
+            return np.full((h, w, 3), 255, np.uint8)
+        try:
+            arr = self._slide.read_region((x, y), level, (w, h), as_array=True, padding=True)
+        except Exception as exc:
+            raise UnreadableSlide(
+                f"tiffslide failed reading level {level} at {(x, y)} ({exc})",
+                slide=self.path,
+                hint="the file may be truncated or damaged; try --backend openslide",
+            ) from exc
+        if arr.dtype != np.uint8:
+            raise UnreadableSlide(
+                f"pixels are {arr.dtype}, not 8-bit colour",
+                slide=self.path,
+                hint="only 8-bit brightfield slides are supported",
+            )
+        rgb = to_rgb_on_white(arr, premultiplied=self._premultiplied)
+        x_lo, y_lo, x_hi, y_hi = window
+        if (x_lo, y_lo, x_hi, y_hi) == (0, 0, w, h):
+            return rgb
+        # tiffslide pads out-of-slide areas with black; make them white like OpenSlide's
+        out = np.full_like(rgb, 255)
+        out[y_lo:y_hi, x_lo:x_hi] = rgb[y_lo:y_hi, x_lo:x_hi]
+        return out
+
+    def associated_names(self) -> tuple[str, ...]:
+        """Names of the associated images (listing reads no pixels)."""
+        return tuple(self._slide.associated_images.keys())
+
+    def associated_image(self, name: str) -> RGBArray:
+        """Read one associated image (label, macro, thumbnail). May show patient identity."""
+        names = self.associated_names()
+        if name not in names:
+            raise no_such_associated(self.path, name, names)
+        return to_rgb_on_white(np.asarray(self._slide.associated_images[name]))
+
+    def close(self) -> None:
+        self._slide.close()
+
+    def __enter__(self) -> TiffSlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (self.path, self._mpp_override))
+
+    def __repr__(self) -> str:
+        return f"TiffSlideReader({str(self.path)!r})"
+
+
+def _reopen(path: Path, mpp: float | None) -> TiffSlideReader:
+    return TiffSlideReader(path, mpp=mpp)
+
+
+_UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _ome_mpp(tf: tifffile.TiffFile, index: int) -> tuple[object, object]:
+    """(PhysicalSizeX, PhysicalSizeY) in um of OME image ``index``; (None, None) if absent."""
+    if not tf.is_ome or not tf.ome_metadata:
+        return None, None
+    try:
+        images = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
+        image = images[index] if isinstance(images, list) else images
+        pixels = image["Pixels"]
+        out: list[object] = []
+        for axis in ("X", "Y"):
+            size = pixels.get(f"PhysicalSize{axis}")
+            factor = _UM_PER_UNIT.get(str(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
+            out.append(None if size is None or factor is None else float(size) * factor)
+        return out[0], out[1]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, None
+
+
+def _inside_window(
+    location: tuple[int, int], size: tuple[int, int], downsample: float, level_size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the part of a region that lies on the slide, in region pixels.
+
+    Uses tiffslide's own level-grid mapping (``int(x / downsample)``); None if nothing does.
+    """
+    w, h = size
+    rx0, ry0 = int(location[0] / downsample), int(location[1] / downsample)
+    x_lo, y_lo = min(max(-rx0, 0), w), min(max(-ry0, 0), h)
+    x_hi, y_hi = max(min(level_size[0] - rx0, w), 0), max(min(level_size[1] - ry0, h), 0)
+    if x_hi <= x_lo or y_hi <= y_lo:
+        return None
+    return x_lo, y_lo, x_hi, y_hi
