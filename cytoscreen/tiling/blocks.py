@@ -1,0 +1,122 @@
+"""Read one block of patches with a single region read (run inside Dask tasks).
+
+A block is a group of neighbouring patches. Its bounding region is read once, at the native
+pyramid level nearest the target resolution (``cytoscreen.io.resolution.plan_read``), resampled
+once if that level is not within tolerance, and cut into patches. Readers are not picklable,
+so tasks carry a ``SlideSource`` (path + options) and each thread opens and keeps its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cytoscreen.io import open_slide
+from cytoscreen.io.base import RGBArray, SlideReader
+from cytoscreen.io.resolution import plan_read, resample
+
+log = logging.getLogger(__name__)
+
+Patches = npt.NDArray[np.uint8]  # (n, P, P, 3)
+
+
+@dataclass(frozen=True)
+class SlideSource:
+    """Everything a worker needs to (re)open a slide and read patches from it."""
+
+    path: str
+    backend: Literal["auto", "openslide", "tiffslide"]
+    mpp_override: float | None
+    target_mpp: float
+    patch_px: int
+    tolerance: float
+
+
+_local = threading.local()
+
+
+def _file_stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def reader_for(source: SlideSource) -> SlideReader:
+    """This thread's reader for ``source``: opened on first use, reopened if the file changed."""
+    readers: dict[tuple[object, ...], SlideReader] = getattr(_local, "readers", None) or {}
+    _local.readers = readers
+    key = (source.path, source.backend, source.mpp_override, _file_stamp(source.path))
+    reader = readers.get(key)
+    if reader is None:
+        for old_key in [k for k in readers if k[0] == source.path]:
+            readers.pop(old_key).close()
+        reader = open_slide(source.path, backend=source.backend, mpp=source.mpp_override)
+        readers[key] = reader
+    return reader
+
+
+def close_readers() -> None:
+    """Close the readers this thread keeps open."""
+    readers: dict[tuple[object, ...], SlideReader] = getattr(_local, "readers", None) or {}
+    while readers:
+        readers.popitem()[1].close()
+
+
+def patch_offsets(coords: npt.NDArray[np.int64], ratio: float) -> npt.NDArray[np.int64]:
+    """Pixel offsets, at the target resolution, of each patch inside its block's canvas.
+
+    ``ratio`` is level-0 pixels per target pixel; the canvas starts at the block's minimum
+    level-0 corner.
+    """
+    c = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    rel = (c - c.min(axis=0)) / ratio
+    return np.rint(rel).astype(np.int64)
+
+
+def cut_patches(canvas: RGBArray, offsets: npt.NDArray[np.int64], patch_px: int) -> Patches:
+    """Cut ``patch_px`` squares at (x, y) ``offsets`` out of ``canvas``."""
+    out = np.empty((len(offsets), patch_px, patch_px, 3), dtype=np.uint8)
+    for i, (x, y) in enumerate(offsets):
+        out[i] = canvas[y : y + patch_px, x : x + patch_px]
+    return out
+
+
+def read_block(
+    source: SlideSource, coords: npt.NDArray[np.int64]
+) -> tuple[Patches, npt.NDArray[np.bool_]]:
+    """Patches at level-0 ``coords`` (top-left corners) and whether each could be read.
+
+    A failed read (corrupt tile, truncated file) does not stop the slide: the block's patches
+    come back white with ``valid`` False, so they are never scored as real tissue.
+    """
+    n, p = len(coords), source.patch_px
+    try:
+        reader = reader_for(source)
+        ratio = source.target_mpp / reader.meta.mpp
+        offsets = patch_offsets(coords, ratio)
+        width, height = (int(v) for v in offsets.max(axis=0) + p)
+        origin = np.asarray(coords, dtype=np.int64).reshape(-1, 2).min(axis=0)
+        plan = plan_read(
+            reader.meta,
+            (int(origin[0]), int(origin[1])),
+            (width, height),
+            source.target_mpp,
+            source.tolerance,
+        )
+        region = reader.read_region(plan.location, plan.level, plan.size)
+        canvas = resample(region, plan.out_size)
+        return cut_patches(canvas, offsets, p), np.ones(n, dtype=np.bool_)
+    except Exception as exc:  # noqa: BLE001 - any reader failure marks the block invalid
+        log.warning(
+            "%s: could not read %d patches at level-0 %s (%s); they are marked invalid",
+            source.path,
+            n,
+            tuple(int(v) for v in np.asarray(coords).reshape(-1, 2).min(axis=0)) if n else (),
+            exc,
+        )
+        return np.full((n, p, p, 3), 255, dtype=np.uint8), np.zeros(n, dtype=np.bool_)

@@ -1,0 +1,416 @@
+"""The patch cache: one Zarr v3 store per slide, written by a resumable Dask graph.
+
+Layout of ``<cache_dir>/<slide_key>.zarr`` (a group)::
+
+    images      (N, P, P, 3) uint8, chunks (chunk_patches, P, P, 3), zstd
+    coords      (N, 2) int64   level-0 x, y of each patch's top-left corner
+    foreground  (N,) float32   cell-bearing share of each patch
+    valid       (N,) bool      False: the patch could not be read (never score it)
+    chunk_done  (n_chunks,) uint8, chunks of 1: 1 once that images chunk is written
+    attrs["cytoscreen"]        format, slide, resolution, grid and config provenance
+    COMPLETE                   JSON {config_hash, n_patches}, written last and atomically
+
+The graph has one read task per block of patches and one write task per ``images`` chunk;
+a write task gathers the blocks its chunk needs, so every chunk is written by exactly one task.
+Chunks already marked done are not recomputed, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import numpy.typing as npt
+import zarr
+import zarr.errors
+from dask.callbacks import Callback
+from zarr.codecs import ZstdCodec
+
+import cytoscreen
+from cytoscreen.config import TILING_SECTIONS, Config
+from cytoscreen.errors import CacheMismatch
+from cytoscreen.io import open_slide, slide_key
+from cytoscreen.io.base import SlideReader
+from cytoscreen.tiling.blocks import SlideSource, read_block
+from cytoscreen.tiling.foreground import slide_foreground
+from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
+from cytoscreen.types import PatchGrid
+
+FORMAT = 1
+COMPLETE = "COMPLETE"
+ATTR_KEY = "cytoscreen"
+ProgressFn = Callable[[int, int], None]  # (patches done, patches total)
+_WRITE_PREFIX = "cytoscreen-write"
+
+
+@dataclass(frozen=True)
+class PatchCache:
+    """Read-only view of a slide's patch store."""
+
+    path: Path
+    images: zarr.Array
+    coords: npt.NDArray[np.int64]
+    foreground: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+    attrs: dict[str, Any]
+    is_complete: bool
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise KeyError(f"{name} is not an array")
+    return node
+
+
+def _attrs(group: zarr.Group) -> dict[str, Any]:
+    attrs = group.attrs.get(ATTR_KEY)
+    if not isinstance(attrs, dict):
+        raise KeyError(f"no {ATTR_KEY!r} attributes")
+    return dict(attrs)
+
+
+def store_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / f"{key}.zarr"
+
+
+def _complete_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((path / COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def open_cache(path: str | Path) -> PatchCache:
+    """Open a patch store read-only. Raises ``CacheMismatch`` if it is not one."""
+    p = Path(path)
+    try:
+        group = zarr.open_group(p, mode="r")
+        attrs = _attrs(group)
+        images = _array(group, "images")
+        coords = np.asarray(_array(group, "coords")[:], dtype=np.int64)
+        foreground = np.asarray(_array(group, "foreground")[:], dtype=np.float32)
+        valid = np.asarray(_array(group, "valid")[:], dtype=np.bool_)
+    except (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
+        raise CacheMismatch(f"not a cytoscreen patch cache ({exc})", slide=p) from exc
+    record = _complete_record(p)
+    complete = (
+        record is not None
+        and record.get("config_hash") == attrs.get("config_hash")
+        and record.get("n_patches") == attrs.get("n_patches")
+    )
+    return PatchCache(p, images, coords, foreground, valid, attrs, complete)
+
+
+def _versions(backend: str) -> dict[str, str]:
+    import openslide
+    import tiffslide
+
+    lib = {"openslide": openslide.__version__, "tiffslide": tiffslide.__version__}
+    return {
+        "cytoscreen": cytoscreen.__version__,
+        "zarr": zarr.__version__,
+        "dask": dask.__version__,
+        backend: lib.get(backend, "unknown"),
+    }
+
+
+def _matches(path: Path, key: str, config_hash: str) -> bool:
+    """True when ``path`` holds a fully set-up store for this slide and configuration."""
+    try:
+        group = zarr.open_group(path, mode="r")
+        attrs = _attrs(group)
+        n = attrs.get("n_patches")
+        shapes_ok = all(
+            _array(group, name).shape[0] == n
+            for name in ("images", "coords", "foreground", "valid")
+        )
+        return bool(
+            shapes_ok
+            and attrs.get("format") == FORMAT
+            and attrs.get("slide_key") == key
+            and attrs.get("config_hash") == config_hash
+            and "chunk_done" in group
+        )
+    except (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError):
+        return False
+
+
+def _discard(path: Path) -> None:
+    """Remove a stale store; refuse to delete a folder that is not a Zarr store."""
+    if not path.exists():
+        return
+    if not (path / "zarr.json").is_file():
+        raise CacheMismatch(
+            "the cache path exists but is not a Zarr patch store; refusing to overwrite it",
+            slide=path,
+        )
+    shutil.rmtree(path)
+
+
+def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any]) -> None:
+    """Write the store's arrays, coordinates and (last) its attributes."""
+    n, p = len(grid), grid.patch_px
+    cp = cfg.cache.chunk_patches
+    level = cfg.cache.compression_level
+    compressors: Any = ZstdCodec(level=level) if level > 0 else None
+    group = zarr.open_group(path, mode="w")
+    group.create_array(
+        "images",
+        shape=(n, p, p, 3),
+        chunks=(cp, p, p, 3),
+        dtype="uint8",
+        compressors=compressors,
+        fill_value=255,
+    )
+    coords = group.create_array("coords", shape=(n, 2), dtype="int64", fill_value=0)
+    fg = group.create_array("foreground", shape=(n,), dtype="float32", fill_value=0.0)
+    group.create_array("valid", shape=(n,), chunks=(cp,), dtype="bool", fill_value=False)
+    group.create_array(
+        "chunk_done", shape=(math.ceil(n / cp),), chunks=(1,), dtype="uint8", fill_value=0
+    )
+    if n:
+        coords[:] = grid.coords
+        fg[:] = grid.foreground
+    group.attrs[ATTR_KEY] = attrs
+
+
+def _mark_complete(path: Path, config_hash: str, n_patches: int) -> None:
+    body = json.dumps({"config_hash": config_hash, "n_patches": n_patches})
+    fd, tmp = tempfile.mkstemp(prefix=".COMPLETE-", dir=path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path / COMPLETE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_chunk(
+    store: str, chunk: int, start: int, stop: int, blocks: Sequence[tuple[int, Any]]
+) -> int:
+    """Write patches ``[start, stop)`` (one ``images`` chunk) from the blocks that hold them.
+
+    ``blocks`` are ``(block_start, (patches, valid))`` pairs. Marks the chunk done last.
+    """
+    group = zarr.open_group(store, mode="r+")
+    first = blocks[0][1][0]
+    images = np.empty((stop - start, *first.shape[1:]), dtype=np.uint8)
+    valid = np.zeros(stop - start, dtype=np.bool_)
+    for b_start, (patches, ok) in blocks:
+        lo, hi = max(start, b_start), min(stop, b_start + len(patches))
+        images[lo - start : hi - start] = patches[lo - b_start : hi - b_start]
+        valid[lo - start : hi - start] = ok[lo - b_start : hi - b_start]
+    _array(group, "images")[start:stop] = images
+    _array(group, "valid")[start:stop] = valid
+    _array(group, "chunk_done")[chunk] = 1
+    return stop - start
+
+
+def _graph(
+    path: Path,
+    source: SlideSource,
+    coords: npt.NDArray[np.int64],
+    block_starts: Sequence[int],
+    cp: int,
+    token: str,
+) -> list[Any]:
+    """Delayed write tasks for the chunks not yet done (read tasks only for blocks they need)."""
+    done = np.asarray(zarr.open_array(path / "chunk_done", mode="r")[:], dtype=np.uint8)
+    n = len(coords)
+    if n == 0:
+        return []
+    starts = np.asarray(block_starts, dtype=np.int64)
+    stops = np.r_[starts[1:], n].astype(np.int64)
+    ranges = [(int(a), int(z)) for a, z in zip(starts, stops, strict=True)]
+    reads: dict[int, Any] = {}
+    writes = []
+    for chunk in np.flatnonzero(done == 0).tolist():
+        start, stop = chunk * cp, min(n, (chunk + 1) * cp)
+        first = int(np.searchsorted(starts, start, side="right")) - 1
+        last = int(np.searchsorted(starts, stop, side="left"))
+        needed = []
+        for b in range(first, last):
+            if b not in reads:
+                a, z = ranges[b]
+                reads[b] = dask.delayed(read_block, pure=True)(
+                    source, coords[a:z], dask_key_name=f"cytoscreen-read-{token}-{b}"
+                )
+            needed.append((ranges[b][0], reads[b]))
+        writes.append(
+            dask.delayed(write_chunk, pure=True)(
+                str(path),
+                chunk,
+                start,
+                stop,
+                needed,
+                dask_key_name=f"{_WRITE_PREFIX}-{token}-{chunk}-{stop - start}",
+            )
+        )
+    return writes
+
+
+class _Progress(Callback):
+    """Reports patches written as this graph's write tasks finish (local schedulers)."""
+
+    def __init__(self, fn: ProgressFn, done: int, total: int, keys: set[Any]) -> None:
+        super().__init__()
+        self.fn, self.done, self.total, self.keys = fn, done, total, keys
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        if key in self.keys:
+            self.done += int(result)
+            self.fn(self.done, self.total)
+
+
+def _run(
+    writes: list[Any], cfg: Config, client: Any, progress: ProgressFn | None, done: int, total: int
+) -> None:
+    if not writes:
+        return
+    if client is None and cfg.cache.scheduler_address:
+        from distributed import Client
+
+        with Client(cfg.cache.scheduler_address) as own:
+            _run(writes, cfg, own, progress, done, total)
+        return
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(writes)
+        for fut in as_completed(futures):
+            done += int(fut.result())
+            if progress:
+                progress(done, total)
+        return
+    with (
+        dask.config.set(scheduler=cfg.cache.scheduler, num_workers=cfg.cache.workers),
+        _Progress(progress, done, total, {w.key for w in writes}) if progress else nullcontext(),
+    ):
+        dask.compute(*writes)
+
+
+def _plan(reader: SlideReader, cfg: Config) -> PatchGrid:
+    fg = slide_foreground(reader, cfg.foreground)
+    w, h = reader.meta.dimensions
+    spec = GridSpec(
+        width=w,
+        height=h,
+        slide_mpp=reader.meta.mpp,
+        target_mpp=cfg.tiling.target_mpp,
+        patch_px=cfg.tiling.patch_size,
+        overlap_px=cfg.tiling.overlap,
+        block_patches=cfg.tiling.block_patches,
+        min_fraction=cfg.foreground.min_fraction,
+    )
+    return build_grid(spec, fg.mask, fg.scale)
+
+
+def tile_slide(
+    path: str | Path,
+    cfg: Config,
+    cache_dir: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    client: Any = None,
+) -> Path:
+    """Cut a slide's cell-bearing area into patches and cache them; returns the store path.
+
+    A complete store for the same slide content and tiling configuration is reused as is; a
+    partial one is resumed (only missing chunks are written); one made with another
+    configuration is rebuilt. ``client`` is a ``distributed.Client``; without one the local
+    Dask scheduler named by ``cfg.cache.scheduler`` runs the graph (or a cluster at
+    ``cfg.cache.scheduler_address``).
+    """
+    slide = Path(path)
+    key = slide_key(slide, mpp_override=cfg.reader.mpp_override)
+    config_hash = cfg.hash(*TILING_SECTIONS)
+    out = store_path(cache_dir if cache_dir is not None else cfg.cache.dir, key)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if _matches(out, key, config_hash):
+        record = _complete_record(out)
+        if record is not None and record.get("config_hash") == config_hash:
+            n = int(record.get("n_patches", 0))
+            if progress:
+                progress(n, n)
+            return out
+        group = zarr.open_group(out, mode="r")
+        attrs = _attrs(group)
+        coords = np.asarray(_array(group, "coords")[:], dtype=np.int64)
+        block_starts = [int(v) for v in attrs["block_starts"]]
+        meta_backend = str(attrs["backend"])
+    else:
+        _discard(out)
+        with open_slide(slide, backend=cfg.reader.backend, mpp=cfg.reader.mpp_override) as reader:
+            grid = _plan(reader, cfg)
+            meta = reader.meta
+        attrs = {
+            "format": FORMAT,
+            "slide_key": key,
+            "slide_name": slide.name,
+            "backend": meta.backend,
+            "mpp": meta.mpp,
+            "mpp_source": meta.mpp_source,
+            "target_mpp": grid.target_mpp,
+            "patch_size": grid.patch_px,
+            "size_l0": grid.size_l0,
+            "stride_l0": grid.stride_l0,
+            "n_patches": len(grid),
+            "block_starts": [a for a, _ in block_ranges(grid.block_ids)],
+            "config_hash": config_hash,
+            "config": {k: cfg.to_dict()[k] for k in TILING_SECTIONS},
+            "versions": _versions(meta.backend),
+        }
+        _create_store(out, grid, cfg, attrs)
+        coords, meta_backend = grid.coords, meta.backend
+        block_starts = [a for a, _ in block_ranges(grid.block_ids)]
+    source = SlideSource(
+        path=str(slide.resolve()),
+        backend=meta_backend if cfg.reader.backend == "auto" else cfg.reader.backend,  # type: ignore[arg-type]
+        mpp_override=cfg.reader.mpp_override,
+        target_mpp=cfg.tiling.target_mpp,
+        patch_px=cfg.tiling.patch_size,
+        tolerance=cfg.tiling.level_tolerance,
+    )
+    n, cp = len(coords), cfg.cache.chunk_patches
+    writes = _graph(out, source, coords, block_starts, cp, f"{key}-{config_hash}")
+    pending = sum(int(str(w.key).rsplit("-", 1)[1]) for w in writes)
+    if progress:
+        progress(n - pending, n)
+    _run(writes, cfg, client, progress, n - pending, n)
+    _mark_complete(out, config_hash, n)
+    return out
+
+
+def tile_slides(
+    paths: Sequence[str | Path],
+    cfg: Config,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[Path, int, int], None] | None = None,
+    client: Any = None,
+) -> list[Path]:
+    """``tile_slide`` for each slide in turn; ``progress(slide, done, total)`` per slide."""
+    out = []
+    for p in paths:
+        slide = Path(p)
+        cb: ProgressFn | None = None
+        if progress is not None:
+            cb = lambda d, t, s=slide: progress(s, d, t)  # noqa: E731
+        out.append(tile_slide(slide, cfg, cache_dir, cb, client))
+    return out

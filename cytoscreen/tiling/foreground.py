@@ -1,0 +1,122 @@
+"""Where the cells are: a stain mask on a low-resolution view of a cytology slide.
+
+Cytology is sparse: most of a Pap smear or liquid-based slide is bare glass. A pixel is
+cell-bearing when it absorbs light (optical density above ``od_threshold`` relative to the
+slide's own bright background) or, with ``method: saturation``, when it is coloured, and it is
+connected to pixels at twice that threshold (hysteresis: a cell has a stained nucleus). Fixed
+physical thresholds, not Otsu: a blank slide has no stained pixels and yields an empty mask,
+whereas a histogram split would cut its noise in two.
+
+``stain_mask`` is pure (array in, array out); ``slide_foreground`` does the reading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+from skimage.color import rgb2hsv
+from skimage.filters import apply_hysteresis_threshold
+from skimage.morphology import isotropic_dilation
+
+from cytoscreen.config import ForegroundConfig
+from cytoscreen.io.base import RGBArray, SlideReader
+from cytoscreen.io.resolution import plan_read, resample
+
+BoolArray = npt.NDArray[np.bool_]
+
+# Bright reference: the 99th percentile of each channel (the glass), never below this value so
+# that an evenly dim blank slide is not "normalised" into having stain.
+_BACKGROUND_PERCENTILE = 99.0
+_BACKGROUND_FLOOR = 200.0
+# An object must reach this multiple of the threshold somewhere (its nucleus) to count.
+_SEED_FACTOR = 2.0
+_MAX_READ_PIXELS = 32 * 1024 * 1024  # per strip when the slide has no coarse pyramid level
+
+
+@dataclass(frozen=True)
+class ForegroundMask:
+    """A boolean mask whose pixel covers ``scale`` x ``scale`` level-0 pixels."""
+
+    mask: BoolArray
+    scale: float  # level-0 pixels per mask pixel
+    mpp: float  # micrometres per mask pixel
+
+    @property
+    def fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+
+def optical_density(rgb: RGBArray) -> npt.NDArray[np.float32]:
+    """Per-pixel optical density (max over channels) against the image's bright background."""
+    px = np.asarray(rgb, dtype=np.float32)
+    if px.ndim != 3 or px.shape[2] != 3:
+        raise ValueError(f"expected an (h, w, 3) RGB image, got shape {px.shape}")
+    if px.size == 0:
+        return np.zeros(px.shape[:2], np.float32)
+    flat = px.reshape(-1, 3)
+    bright = np.maximum(np.percentile(flat, _BACKGROUND_PERCENTILE, axis=0), _BACKGROUND_FLOOR)
+    od = -np.log10(np.maximum(px, 1.0) / bright.astype(np.float32))
+    return np.asarray(np.clip(od, 0.0, None).max(axis=2), dtype=np.float32)
+
+
+def remove_specks(mask: BoolArray, max_pixels: float) -> BoolArray:
+    """Drop 8-connected objects with an area below ``max_pixels`` mask pixels."""
+    if max_pixels <= 1.0 or not mask.any():
+        return mask.copy()
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= max_pixels
+    keep[0] = False
+    return np.asarray(keep[labels], dtype=np.bool_)
+
+
+def stain_mask(rgb: RGBArray, mpp: float, cfg: ForegroundConfig) -> BoolArray:
+    """Cell-bearing pixels of a low-resolution RGB view at ``mpp`` um/px."""
+    if cfg.method == "od":
+        signal, low = optical_density(rgb), cfg.od_threshold
+    else:
+        signal, low = rgb2hsv(np.asarray(rgb, np.uint8))[..., 1], cfg.saturation_threshold
+    # hysteresis: faint cytoplasm joins the mask only when connected to clearly stained pixels
+    # (a nucleus), so uneven illumination of bare glass near the threshold is not foreground
+    raw = apply_hysteresis_threshold(signal, low, low * _SEED_FACTOR)
+    mask = remove_specks(np.asarray(raw, np.bool_), cfg.min_object_um2 / mpp**2)
+    radius = cfg.dilate_um / mpp
+    if radius > 0 and mask.any():
+        mask = np.asarray(isotropic_dilation(mask, radius), dtype=np.bool_)
+    return mask
+
+
+def read_thumbnail(reader: SlideReader, mpp: float, tolerance: float = 0.02) -> RGBArray:
+    """The whole slide at ``mpp`` um/px, read from the coarsest level at least that fine.
+
+    Reads in horizontal strips when the chosen level is large (slides without a pyramid), so
+    memory stays bounded.
+    """
+    meta = reader.meta
+    width0, height0 = meta.dimensions
+    ratio = mpp / meta.mpp  # level-0 pixels per thumbnail pixel
+    out_w = max(1, math.ceil(width0 / ratio))
+    out_h = max(1, math.ceil(height0 / ratio))
+    whole = plan_read(meta, (0, 0), (out_w, out_h), mpp, tolerance)
+    level_px = whole.size[0] * whole.size[1]
+    rows = out_h if level_px <= _MAX_READ_PIXELS else max(1, out_h * _MAX_READ_PIXELS // level_px)
+    strips = []
+    for top in range(0, out_h, rows):
+        h = min(rows, out_h - top)
+        plan = plan_read(meta, (0, round(top * ratio)), (out_w, h), mpp, tolerance)
+        region = reader.read_region(plan.location, plan.level, plan.size)
+        strips.append(resample(region, plan.out_size))
+    return np.concatenate(strips, axis=0) if len(strips) > 1 else strips[0]
+
+
+def slide_foreground(reader: SlideReader, cfg: ForegroundConfig) -> ForegroundMask:
+    """Stain mask of a slide on its ``cfg.thumbnail_mpp`` view."""
+    thumb = read_thumbnail(reader, cfg.thumbnail_mpp)
+    mask = stain_mask(thumb, cfg.thumbnail_mpp, cfg)
+    return ForegroundMask(
+        mask=mask, scale=cfg.thumbnail_mpp / reader.meta.mpp, mpp=cfg.thumbnail_mpp
+    )
