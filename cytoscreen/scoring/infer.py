@@ -1,0 +1,242 @@
+"""Batched inference over a slide's Zarr patch cache; scores are written beside the patches.
+
+Layout written under the slide's store (one group per model, so models never overwrite each
+other)::
+
+    scores/<model_id>/prob      (N,) float32   summed probability of the card's positive classes
+    scores/<model_id>/classes   (N, C) float32 softmax per class (names in attrs)
+    scores/<model_id>/chunk_done (n_chunks,) bool   resumability, one flag per patch chunk
+    scores/<model_id>/COMPLETE  marker file, written last
+
+Patches with ``valid == False`` are not scored: their rows stay NaN, which therefore means
+"no score", never a score; a non-finite model output is an error.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import zarr
+
+from cytoscreen.errors import BadCheckpoint, CacheMismatch
+from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.scoring.model import ModelCard
+from cytoscreen.scoring.runtime import (
+    Normaliser,
+    autocast,
+    prepare_model,
+    resolve_device,
+    resolve_precision,
+)
+
+MARKER = "COMPLETE"
+MPP_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    store: Path
+    model_id: str
+    n_patches: int
+    n_scored: int  # patches scored in this call (0 when everything was already done)
+    n_skipped: int  # valid == False patches (left NaN)
+    chunks_run: int
+    seconds: float
+    precision: str
+    device: str
+
+    @property
+    def patches_per_s(self) -> float:
+        return self.n_scored / self.seconds if self.seconds > 0 else 0.0
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise CacheMismatch(f"'{name}' is not a Zarr array", slide=str(group.store_path))
+    return node
+
+
+def _store_mpp(attrs: dict[str, Any]) -> float | None:
+    meta = attrs.get("cytoscreen", {})
+    if not isinstance(meta, dict):
+        return None
+    for node in (meta, meta.get("tiling", {}), meta.get("config", {}).get("tiling", {})):
+        if isinstance(node, dict) and isinstance(node.get("target_mpp"), int | float):
+            return float(node["target_mpp"])
+    return None
+
+
+def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
+    if not (store / MARKER).exists():
+        raise CacheMismatch(
+            "patch cache is incomplete (no COMPLETE marker)",
+            slide=store,
+            hint="run the tiler on this slide again: it resumes where it stopped",
+        )
+    for name in ("images", "valid"):
+        if name not in root:
+            raise CacheMismatch(f"patch cache has no '{name}' array", slide=store)
+    images = _array(root, "images")
+    _, h, w = card.preprocessing.input_size
+    if images.ndim != 4 or tuple(images.shape[1:]) != (h, w, 3):
+        raise CacheMismatch(
+            f"patches are {tuple(images.shape[1:])}, the model expects ({h}, {w}, 3)",
+            slide=store,
+            hint="tile the slide with the patch size on the model card",
+        )
+    mpp = _store_mpp(dict(root.attrs))
+    if mpp is not None and abs(mpp - card.mpp) > MPP_TOLERANCE * card.mpp:
+        raise CacheMismatch(
+            f"patches are at {mpp} um/px, the model was trained at {card.mpp} um/px",
+            slide=store,
+            hint=f"tile the slide again with tiling.target_mpp={card.mpp}",
+        )
+
+
+def _open_scores(root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: int) -> zarr.Group:
+    path = f"scores/{card.model_id}"
+    if path in root:
+        group = root[path]
+        assert isinstance(group, zarr.Group)
+        prob = _array(group, "prob")
+        if prob.shape != (n,) or _array(group, "classes").shape != (n, card.num_classes):
+            raise CacheMismatch(
+                f"existing {path} does not match this cache ({prob.shape[0]} rows, {n} patches)",
+                slide=store,
+                hint=f"delete {store / path} and score again",
+            )
+        return group
+    group = root.require_group(path)
+    n_chunks = -(-n // chunk)
+    group.create_array("prob", shape=(n,), chunks=(chunk,), dtype="float32", fill_value=np.nan)
+    group.create_array(
+        "classes",
+        shape=(n, card.num_classes),
+        chunks=(chunk, card.num_classes),
+        dtype="float32",
+        fill_value=np.nan,
+    )
+    group.create_array(
+        "chunk_done", shape=(n_chunks,), chunks=(max(n_chunks, 1),), dtype="bool", fill_value=False
+    )
+    group.attrs["cytoscreen"] = {
+        "model_id": card.model_id,
+        "arch": card.arch,
+        "classes": card.classes,
+        "positive_classes": card.positive_classes,
+        "mpp": card.mpp,
+        "code_version": card.code_version,
+        "weights_sha256": card.weights_sha256,
+    }
+    return group
+
+
+def _predict(
+    model: torch.nn.Module,
+    norm: Normaliser,
+    pixels: npt.NDArray[np.uint8],
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+) -> npt.NDArray[np.float32]:
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(pixels), batch_size):
+            x = norm(pixels[start : start + batch_size])
+            with autocast(device, precision):  # type: ignore[arg-type]
+                logits = model(x)
+            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def score_cache(
+    store_path: str | Path,
+    model_dir: str | Path,
+    batch_size: int = 64,
+    device: str = "auto",
+    precision: str = "auto",
+    *,
+    threads: int | None = None,
+    channels_last: bool = True,
+) -> ScoreRun:
+    """Score every valid patch of one slide cache; resumes chunk by chunk after interruption."""
+    store = Path(store_path)
+    model, card = load_checkpoint(model_dir)
+    t0 = time.perf_counter()
+    try:
+        root = zarr.open_group(store, mode="r+")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise CacheMismatch("no Zarr patch cache here", slide=store) from None
+    _check_store(store, root, card)
+    images = _array(root, "images")
+    n = int(images.shape[0])
+    chunk = int(images.chunks[0])
+    valid = np.asarray(_array(root, "valid")[:], dtype=bool)
+    group = _open_scores(root, store, card, n, chunk)
+    marker = store / "scores" / card.model_id / MARKER
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev, card.precision)
+    skipped = int((~valid).sum())
+    if marker.exists():
+        return ScoreRun(store, card.model_id, n, 0, skipped, 0, 0.0, prec, str(dev))
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = prepare_model(model, dev, channels_last)
+    norm = Normaliser(card.preprocessing, dev, channels_last)
+    done = np.asarray(_array(group, "chunk_done")[:], dtype=bool)
+    todo = [i for i in range(len(done)) if not done[i] and valid[i * chunk : (i + 1) * chunk].any()]
+    done_flags, prob_arr, class_arr = (_array(group, k) for k in ("chunk_done", "prob", "classes"))
+    for i in range(len(done)):  # chunks with nothing valid are done without reading pixels
+        if not done[i] and i not in todo:
+            done_flags[i] = True
+
+    def read(i: int) -> npt.NDArray[np.uint8]:
+        return np.asarray(images[i * chunk : min((i + 1) * chunk, n)], dtype=np.uint8)
+
+    scored = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-prefetch") as pool:
+        nxt: Future[npt.NDArray[np.uint8]] | None = pool.submit(read, todo[0]) if todo else None
+        for k, i in enumerate(todo):
+            assert nxt is not None
+            pixels = nxt.result()
+            nxt = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
+            lo = i * chunk
+            keep = valid[lo : lo + len(pixels)]
+            probs = _predict(model, norm, pixels[keep], batch_size, dev, prec)
+            if not np.isfinite(probs).all():
+                bad = int((~np.isfinite(probs).all(axis=1)).sum())
+                raise BadCheckpoint(
+                    f"model {card.model_id} gave non-finite scores for {bad} patches "
+                    f"of chunk {i} (precision {prec})",
+                    slide=store,
+                    hint="score again with --precision fp32; if it persists the checkpoint "
+                    "is broken",
+                )
+            classes = np.full((len(pixels), card.num_classes), np.nan, dtype=np.float32)
+            classes[keep] = probs
+            prob = np.full(len(pixels), np.nan, dtype=np.float32)
+            prob[keep] = probs[:, card.positive_indices()].sum(axis=1)
+            class_arr[lo : lo + len(pixels)] = classes
+            prob_arr[lo : lo + len(pixels)] = prob
+            done_flags[i] = True
+            scored += int(keep.sum())
+    marker.write_text(card.model_id + "\n", encoding="utf-8")
+    return ScoreRun(
+        store,
+        card.model_id,
+        n,
+        scored,
+        skipped,
+        len(todo),
+        time.perf_counter() - t0,
+        prec,
+        str(dev),
+    )

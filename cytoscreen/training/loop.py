@@ -1,0 +1,227 @@
+"""The training loop: seeded, class-balanced, best checkpoint by validation AUC."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cytoscreen.scoring.checkpoint import save_checkpoint
+from cytoscreen.scoring.model import ModelCard, TrainingData, create_model, new_card
+from cytoscreen.scoring.pretrained import LITE0_ARCHS, load_lite0_imagenet
+from cytoscreen.scoring.runtime import Normaliser, autocast, resolve_device
+from cytoscreen.training.augment import eval_pipeline, train_pipeline
+from cytoscreen.training.config import TrainConfig
+from cytoscreen.training.data import Example, PatchDataset, class_counts, label_of
+from cytoscreen.training.metrics import auc
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    card: ModelCard
+    best_auc: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_scores: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def train_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """'auto': bf16 AMP on CUDA where supported (else fp16); on CPU bf16 only with AMX, where it
+    pays (without AMX bf16 training is slower than fp32)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if _cpu_has_amx() else "fp32"
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    model = create_model(cfg.arch, len(cfg.classes))
+    if cfg.pretrained == "imagenet":
+        if cfg.arch not in LITE0_ARCHS:
+            raise ValueError(f"offline ImageNet weights exist only for {LITE0_ARCHS}")
+        load_lite0_imagenet(model)
+    return model
+
+
+def _loader(
+    ds: PatchDataset, cfg: TrainConfig, gen: torch.Generator, train: bool
+) -> torch.utils.data.DataLoader[tuple[torch.Tensor, int]]:
+    sampler: torch.utils.data.Sampler[int] | None = None
+    if train and cfg.balance == "sampler":
+        labels = np.array([label_of(e) for e in ds.examples])
+        freq = np.bincount(labels, minlength=len(cfg.classes)).astype(float)
+        weights = 1.0 / np.maximum(freq[labels], 1.0)
+        sampler = torch.utils.data.WeightedRandomSampler(
+            weights.tolist(), num_samples=len(labels), replacement=True, generator=gen
+        )
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        generator=gen,
+        num_workers=cfg.num_workers,
+        drop_last=False,
+    )
+
+
+def _loss_weights(examples: Sequence[Example], cfg: TrainConfig) -> torch.Tensor | None:
+    if cfg.balance != "loss":
+        return None
+    freq = np.bincount([label_of(e) for e in examples], minlength=len(cfg.classes)).astype(float)
+    w = freq.sum() / (len(freq) * np.maximum(freq, 1.0))
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def predict(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader[tuple[torch.Tensor, int]],
+    norm: Normaliser,
+    device: torch.device,
+    precision: str,
+    positive: list[int],
+) -> npt.NDArray[np.float32]:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            with autocast(device, precision):  # type: ignore[arg-type]
+                logits = model(norm(x.permute(0, 2, 3, 1)))
+            out.append(torch.softmax(logits.float(), 1)[:, positive].sum(1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def train(
+    cfg: TrainConfig,
+    train_examples: Sequence[Example],
+    val_examples: Sequence[Example],
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    sources: Sequence[str] = (),
+    quiet: bool = False,
+) -> TrainResult:
+    """Train, evaluate AUC after every epoch, keep the best checkpoint in ``out_dir``."""
+    out = Path(out_dir)
+    gen = seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = resolve_device(device)
+    precision = train_precision(cfg, dev)
+    model = build_model(cfg).to(dev)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    card = new_card(
+        model,
+        cfg.arch,
+        list(cfg.classes),
+        list(cfg.positive_classes),
+        input_px=cfg.patch_px,
+        mpp=cfg.mpp,
+        training=TrainingData(
+            sources=list(sources),
+            counts=class_counts(train_examples, cfg.classes),
+            validation_counts=class_counts(val_examples, cfg.classes),
+        ),
+        precision="fp32",
+        memory_format="channels_last" if cfg.channels_last else "contiguous",
+    )
+    norm = Normaliser(card.preprocessing, dev, cfg.channels_last)
+    train_ds = PatchDataset(
+        train_examples,
+        patch_px=cfg.patch_px,
+        crop_mpp=cfg.crop_mpp,
+        mpp=cfg.mpp,
+        transform=train_pipeline(cfg.augment, seed=cfg.seed),
+        train=True,
+        seed=cfg.seed,
+    )
+    val_ds = PatchDataset(
+        val_examples,
+        patch_px=cfg.patch_px,
+        crop_mpp=cfg.crop_mpp,
+        mpp=cfg.mpp,
+        transform=eval_pipeline(),
+        train=False,
+        seed=cfg.seed,
+    )
+    train_loader = _loader(train_ds, cfg, gen, train=True)
+    val_loader = _loader(val_ds, cfg, gen, train=False)
+    val_labels = np.array([label_of(e) for e in val_examples])
+    positive = card.positive_indices()
+    lw = _loss_weights(train_examples, cfg)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=lw.to(dev) if lw is not None else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * max(len(train_loader), 1), pct_start=0.15
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and precision == "fp16")
+    result = TrainResult(out, card, float("-inf"), -1)
+    t_start = time.perf_counter()
+    columns = (
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("val AUC {task.fields[auc]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=quiet, transient=False) as progress:
+        for epoch in range(cfg.epochs):
+            task = progress.add_task(
+                "train", total=len(train_loader), epoch=epoch + 1, loss=0.0, auc="-"
+            )
+            model.train()
+            total, seen = 0.0, 0
+            for x, y in train_loader:
+                xb, yb = norm(x.permute(0, 2, 3, 1)), y.to(dev)
+                with autocast(dev, precision):  # type: ignore[arg-type]
+                    loss = loss_fn(model(xb).float(), yb)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                total += float(loss.detach()) * len(y)
+                seen += len(y)
+                progress.update(task, advance=1, loss=total / max(seen, 1))
+            scores = predict(model, val_loader, norm, dev, precision, positive)
+            val_auc = auc(val_labels, scores)
+            progress.update(task, auc=f"{val_auc:.4f}")
+            result.history.append(
+                {"epoch": epoch + 1, "loss": total / max(seen, 1), "val_auc": val_auc}
+            )
+            if np.isfinite(val_auc) and val_auc > result.best_auc:
+                result.best_auc, result.best_epoch = val_auc, epoch + 1
+                result.card = save_checkpoint(model, card, out)
+                result.val_scores = scores
+            elapsed = (time.perf_counter() - t_start) / 60
+            if cfg.max_minutes is not None and elapsed >= cfg.max_minutes:
+                break
+    if result.best_epoch < 0:  # validation never had both classes: keep the last weights
+        result.card = save_checkpoint(model, card, out)
+        result.val_scores = scores
+    return result

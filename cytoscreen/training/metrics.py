@@ -1,0 +1,74 @@
+"""Validation metrics with 95% confidence intervals (pure numpy / scikit-learn)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
+
+from cytoscreen.scoring.model import Metric
+
+
+def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
+    y = np.asarray(labels)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, np.asarray(scores)))
+
+
+def auc_with_ci(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, n_boot: int = 1000, seed: int = 0
+) -> Metric:
+    """ROC AUC with a percentile bootstrap 95% CI (resampling within each class)."""
+    y = np.asarray(labels).astype(int)
+    s = np.asarray(scores, dtype=float)
+    pos, neg = s[y == 1], s[y == 0]
+    value = auc(y, s)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        p = rng.choice(pos, len(pos))
+        q = rng.choice(neg, len(neg))
+        boots.append(auc(np.r_[np.ones(len(p)), np.zeros(len(q))], np.r_[p, q]))
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return Metric(value=value, ci_low=float(lo), ci_high=float(hi), n=len(y), method="bootstrap")
+
+
+def proportion(k: int, n: int) -> Metric:
+    """k/n with the exact (Clopper-Pearson) 95% CI."""
+    if n == 0:
+        return Metric(value=float("nan"), ci_low=0.0, ci_high=1.0, n=0, method="clopper-pearson")
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return Metric(
+        value=k / n, ci_low=float(ci.low), ci_high=float(ci.high), n=n, method="clopper-pearson"
+    )
+
+
+def sens_spec(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Metric]:
+    y = np.asarray(labels).astype(bool)
+    flagged = np.asarray(scores) >= threshold
+    return {
+        "sensitivity": proportion(int((flagged & y).sum()), int(y.sum())),
+        "specificity": proportion(int((~flagged & ~y).sum()), int((~y).sum())),
+    }
+
+
+def by_category(
+    categories: Sequence[str], scores: npt.ArrayLike, threshold: float
+) -> dict[str, dict[str, float | int]]:
+    """Per category (Bethesda or background): count, number flagged and the flagged share."""
+    s = np.asarray(scores)
+    cats = np.asarray(categories)
+    out: dict[str, dict[str, float | int]] = {}
+    for c in sorted(set(cats.tolist())):
+        mask = cats == c
+        flagged = int((s[mask] >= threshold).sum())
+        out[c] = {
+            "n": int(mask.sum()),
+            "flagged": flagged,
+            "flagged_rate": float(flagged / mask.sum()),
+        }
+    return out

@@ -1,0 +1,93 @@
+"""Inference speed: score_cache beside a bare timm loop, and fp32 vs bf16+channels_last per
+architecture. CPU figures depend on what else runs on the machine: report them with that note.
+
+    .venv/bin/python scripts/bench_inference.py --patches 256 --batch 32 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from cytoscreen.scoring.checkpoint import save_checkpoint
+from cytoscreen.scoring.infer import score_cache
+from cytoscreen.scoring.model import create_model, new_card
+from cytoscreen.scoring.runtime import Normaliser, autocast, prepare_model, resolve_device
+
+ARCHS = ("resnet18", "mobilenetv3_large_100", "efficientnet_lite0")
+
+
+def make_store(path: Path, n: int, px: int = 224, chunk: int = 64) -> Path:
+    rng = np.random.default_rng(0)
+    root = zarr.open_group(path, mode="w")
+    img = root.create_array("images", shape=(n, px, px, 3), chunks=(chunk, px, px, 3), dtype="u1")
+    img[:] = rng.integers(150, 256, size=(n, px, px, 3), dtype=np.uint8)
+    root.create_array("valid", shape=(n,), dtype="bool")[:] = True
+    root.create_array("coords", shape=(n, 2), dtype="int64")[:] = 0
+    root.attrs["cytoscreen"] = {"tiling": {"target_mpp": 0.5}}
+    (path / "COMPLETE").write_text("ok\n")
+    return path
+
+
+def bare_loop(
+    arch: str, n: int, batch: int, precision: str, channels_last: bool, device: torch.device
+) -> float:
+    """patches/s of the model alone on in-memory tensors (uint8 -> normalised, as in infer)."""
+    model = prepare_model(create_model(arch, 2), device, channels_last)
+    card = new_card(model, arch, ["n", "a"], ["a"])
+    norm = Normaliser(card.preprocessing, device, channels_last)
+    pix = torch.randint(150, 256, (batch, 224, 224, 3), dtype=torch.uint8)
+    with torch.inference_mode(), autocast(device, precision):  # type: ignore[arg-type]
+        model(norm(pix[:2]))  # warm-up
+        t = time.perf_counter()
+        for _ in range(max(1, n // batch)):
+            model(norm(pix)).float().softmax(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return max(1, n // batch) * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patches", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--archs", nargs="*", default=list(ARCHS))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+    low = "bf16" if dev.type == "cpu" else "fp16"
+    print(
+        f"device {dev}, torch threads {torch.get_num_threads()}, {args.patches} patches, "
+        f"batch {args.batch}"
+    )
+    print(f"{'arch':24s} {'fp32':>9s} {low + '+CL':>9s}  (patches/s, bare loop)")
+    for arch in args.archs:
+        fp32 = bare_loop(arch, args.patches, args.batch, "fp32", False, dev)
+        fast = bare_loop(arch, args.patches, args.batch, low, True, dev)
+        print(f"{arch:24s} {fp32:9.1f} {fast:9.1f}")
+    arch = "efficientnet_lite0"
+    with tempfile.TemporaryDirectory() as tmp:
+        model = create_model(arch, 2).eval()
+        model_dir = Path(tmp) / "model"
+        save_checkpoint(model, new_card(model, arch, ["n", "a"], ["a"]), model_dir)
+        for precision, cl in (("fp32", False), (low, True)):
+            store = make_store(Path(tmp) / f"s-{precision}.zarr", args.patches)
+            run = score_cache(store, model_dir, args.batch, str(dev), precision, channels_last=cl)
+            bare = bare_loop(arch, args.patches, args.batch, precision, cl, dev)
+            print(
+                f"score_cache {arch} {precision:4s} CL={cl!s:5s}: {run.patches_per_s:7.1f} "
+                f"patches/s vs bare {bare:7.1f} ({run.patches_per_s / bare:.0%})"
+            )
+
+
+if __name__ == "__main__":
+    main()
