@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cytoscreen.errors import ConfigError
+from cytoscreen.slide.settings import AggregationSettings, FieldSettings, TriageSettings
 from cytoscreen.types import MPP_MAX, MPP_MIN
 
 
@@ -75,7 +76,8 @@ class ForegroundConfig(_Section):
 class CacheConfig(_Section):
     dir: Path = Path(".cytoscreen-cache")
     chunk_patches: int = Field(64, ge=1, le=4096)  # patches per Zarr chunk
-    compression_level: int = Field(1, ge=0, le=9)  # zstd level; 0 = uncompressed
+    compression: Literal["none", "lz4", "zstd"] = "lz4"  # codec of the images array
+    compression_level: int = Field(1, ge=1, le=9)
     scheduler: Literal["threads", "processes", "synchronous"] = "threads"
     scheduler_address: str | None = None  # dask.distributed scheduler, e.g. tcp://host:8786
     workers: int = Field(2, ge=1, le=256)
@@ -87,6 +89,7 @@ class ScoringConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threads: int | None = Field(None, ge=1)
+    calibration: Path | None = None  # calibration.json; None = the one shipped with the model
 
 
 class Config(_Section):
@@ -95,6 +98,9 @@ class Config(_Section):
     foreground: ForegroundConfig = ForegroundConfig()
     cache: CacheConfig = CacheConfig()
     scoring: ScoringConfig = ScoringConfig()
+    aggregation: AggregationSettings = AggregationSettings()
+    fields: FieldSettings = FieldSettings()
+    triage: TriageSettings = TriageSettings()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -58,3 +58,9 @@ class BadCheckpoint(CytoscreenError):
 
 class ConfigError(CytoscreenError):
     default_hint = "see configs/default.yaml for the valid keys and values"
+
+
+class BadCalibration(CytoscreenError):
+    default_hint = (
+        "recalibrate with labelled validation slides scored by this model and aggregation rule"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Literal
 
 import numpy as np
@@ -60,3 +61,48 @@ class PatchGrid:
 
     def __len__(self) -> int:
         return int(self.coords.shape[0])
+
+
+class Outcome(str, Enum):
+    """A slide's triage outcome. NOT_ASSESSABLE is never reported as NEGATIVE."""
+
+    NEGATIVE = "negative"  # below the calibrated threshold: may be set aside
+    REVIEW = "review"  # at or above the threshold: a cytologist reads it, worst first
+    NOT_ASSESSABLE = "not_assessable"  # too few cells, unreadable, wrong resolution, off-domain
+
+
+@dataclass(frozen=True)
+class SuspiciousField:
+    """One ranked field of view: merged overlapping patches, boxed in level-0 pixels."""
+
+    rank: int  # 1 = most suspicious
+    score: float  # probability of abnormal of the field's best patch
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    patch_indices: tuple[int, ...]  # indices into the slide's patch cache
+
+
+@dataclass(frozen=True)
+class SlideScore:
+    """What the aggregator makes of one slide's patch scores."""
+
+    score: float | None  # None when nothing could be scored
+    rule: str  # aggregation rule and its parameters, e.g. "top_k_mean(k=10)"
+    n_patches: int
+    n_scored: int
+    n_unreadable: int
+    cellularity: int  # estimated squamous cells (nuclei counted in cell-bearing patches)
+    fields: tuple[SuspiciousField, ...]
+
+
+@dataclass(frozen=True)
+class TriageDecision:
+    """A decision with its reasons: every outcome says why."""
+
+    outcome: Outcome
+    score: float | None
+    threshold: float
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...] = ()

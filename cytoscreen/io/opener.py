@@ -11,6 +11,7 @@ from cytoscreen.errors import CytoscreenError, MissingMpp, UnreadableSlide
 from cytoscreen.io.base import SlideReader
 from cytoscreen.io.openslide_backend import OpenSlideReader
 from cytoscreen.io.tiffslide_backend import TiffSlideReader
+from cytoscreen.types import BackendName, SlideMeta
 
 BackendChoice = Literal["auto", "openslide", "tiffslide"]
 
@@ -79,3 +80,25 @@ def _is_ome_tiff(path: Path) -> bool:
             return bool(tf.is_ome)
     except (OSError, ValueError, tifffile.TiffFileError):
         return False
+
+
+def fast_backend(path: str | Path, meta: SlideMeta, mpp: float | None = None) -> BackendName:
+    """The backend that reads this slide's pixels fastest for bulk (tiling) reads.
+
+    tiffslide's direct tile path decodes each tile once with positional reads and scales across
+    threads (see ``cytoscreen.io.tiles``); it is chosen when it opens the file with the same
+    pyramid and resolution as ``meta`` and every level is a plain tiled page. Otherwise the
+    backend that produced ``meta`` is kept.
+    """
+    if meta.backend == "tiffslide":
+        return "tiffslide"
+    try:
+        with TiffSlideReader(Path(path), mpp=mpp) as ts:
+            same = (
+                ts.meta.level_dimensions == meta.level_dimensions
+                and abs(ts.meta.mpp - meta.mpp) < 1e-6
+                and ts.has_direct_tiles
+            )
+    except CytoscreenError:
+        return meta.backend
+    return "tiffslide" if same else meta.backend

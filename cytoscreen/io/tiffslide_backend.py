@@ -7,6 +7,7 @@ JPEG XL compressed TIFFs, and SVS/NDPI/OME-TIFF variants. Only the vendor-neutra
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import tiffslide
 from cytoscreen.errors import UnreadableSlide
 from cytoscreen.io._common import check_region, no_such_associated, resolve_mpp, to_rgb_on_white
 from cytoscreen.io.base import RGBArray
+from cytoscreen.io.tiles import TiledPage
 from cytoscreen.types import SlideMeta
 
 _ASSOCIATED_ALPHA = 1  # TIFF ExtraSamples value for premultiplied alpha
@@ -36,12 +38,28 @@ class TiffSlideReader:
             raise UnreadableSlide(
                 f"tiffslide cannot open it ({type(exc).__name__}: {exc})", slide=self.path
             ) from exc
+        self._fd: int | None = None
         try:
             self.meta = self._read_meta()
             self._premultiplied = self._has_associated_alpha()
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._tiled = self._tiled_levels(self._fd)
         except BaseException:
-            self._slide.close()
+            self.close()
             raise
+
+    def _tiled_levels(self, fd: int) -> list[TiledPage | None]:
+        """Direct tile readers for the levels that are plain tiled pages (None: use tiffslide)."""
+        out: list[TiledPage | None] = []
+        series = self._slide.ts_tifffile.series[self._series_index()]
+        for level, dims in enumerate(self.meta.level_dimensions):
+            try:
+                page = series.levels[level].keyframe
+                ok = TiledPage.supports(page) and (page.imagewidth, page.imagelength) == dims
+            except (AttributeError, IndexError, ValueError):
+                ok = False
+            out.append(TiledPage(page, fd) if ok else None)
+        return out
 
     def _read_meta(self) -> SlideMeta:
         props = self._slide.properties
@@ -72,6 +90,11 @@ class TiffSlideReader:
         page = self._slide.ts_tifffile.series[self._series_index()].keyframe
         return _ASSOCIATED_ALPHA in tuple(getattr(page, "extrasamples", ()) or ())
 
+    @property
+    def has_direct_tiles(self) -> bool:
+        """True when every level is read through the direct tile path."""
+        return all(t is not None for t in self._tiled)
+
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> RGBArray:
         check_region(self.path, self.meta.level_count, level, size)
         x, y = int(location[0]), int(location[1])
@@ -80,7 +103,11 @@ class TiffSlideReader:
         window = _inside_window((x, y), (w, h), ds, self.meta.level_dimensions[level])
         if window is None:  # wholly outside the slide (tiffslide would warn and pad black)
             return np.full((h, w, 3), 255, np.uint8)
+        tiled = self._tiled[level]
         try:
+            if tiled is not None:  # fast path: each tile read once and decoded once
+                arr = tiled.read(int(x / ds), int(y / ds), w, h)
+                return to_rgb_on_white(arr, premultiplied=self._premultiplied)
             arr = self._slide.read_region((x, y), level, (w, h), as_array=True, padding=True)
         except Exception as exc:
             raise UnreadableSlide(
@@ -115,6 +142,9 @@ class TiffSlideReader:
         return to_rgb_on_white(np.asarray(self._slide.associated_images[name]))
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._slide.close()
 
     def __enter__(self) -> TiffSlideReader:

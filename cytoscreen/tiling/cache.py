@@ -2,7 +2,7 @@
 
 Layout of ``<cache_dir>/<slide_key>.zarr`` (a group)::
 
-    images      (N, P, P, 3) uint8, chunks (chunk_patches, P, P, 3), zstd
+    images      (N, P, P, 3) uint8, chunks (chunk_patches, P, P, 3), lz4 / zstd / none
     coords      (N, 2) int64   level-0 x, y of each patch's top-left corner
     foreground  (N,) float32   cell-bearing share of each patch
     valid       (N,) bool      False: the patch could not be read (never score it)
@@ -34,12 +34,12 @@ import numpy.typing as npt
 import zarr
 import zarr.errors
 from dask.callbacks import Callback
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 import cytoscreen
 from cytoscreen.config import TILING_SECTIONS, Config
 from cytoscreen.errors import CacheMismatch
-from cytoscreen.io import open_slide, slide_key
+from cytoscreen.io import fast_backend, open_slide, slide_key
 from cytoscreen.io.base import SlideReader
 from cytoscreen.tiling.blocks import SlideSource, read_block
 from cytoscreen.tiling.foreground import slide_foreground
@@ -162,12 +162,19 @@ def _discard(path: Path) -> None:
     shutil.rmtree(path)
 
 
+def _codec(name: str, level: int) -> Any:
+    if name == "lz4":
+        return BloscCodec(cname="lz4", clevel=level, shuffle="noshuffle")
+    if name == "zstd":
+        return ZstdCodec(level=level)
+    return None
+
+
 def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any]) -> None:
     """Write the store's arrays, coordinates and (last) its attributes."""
     n, p = len(grid), grid.patch_px
     cp = cfg.cache.chunk_patches
-    level = cfg.cache.compression_level
-    compressors: Any = ZstdCodec(level=level) if level > 0 else None
+    compressors: Any = _codec(cfg.cache.compression, cfg.cache.compression_level)
     group = zarr.open_group(path, mode="w")
     group.create_array(
         "images",
@@ -176,6 +183,8 @@ def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any
         dtype="uint8",
         compressors=compressors,
         fill_value=255,
+        # every chunk holds real patches: skip zarr's all-fill-value scan (it halves write speed)
+        config={"write_empty_chunks": True},
     )
     coords = group.create_array("coords", shape=(n, 2), dtype="int64", fill_value=0)
     fg = group.create_array("foreground", shape=(n,), dtype="float32", fill_value=0.0)
@@ -360,11 +369,17 @@ def tile_slide(
         with open_slide(slide, backend=cfg.reader.backend, mpp=cfg.reader.mpp_override) as reader:
             grid = _plan(reader, cfg)
             meta = reader.meta
+        # bulk reads go through the fastest backend that gives the same pyramid
+        read_backend = (
+            fast_backend(slide, meta, cfg.reader.mpp_override)
+            if cfg.reader.backend == "auto"
+            else meta.backend
+        )
         attrs = {
             "format": FORMAT,
             "slide_key": key,
             "slide_name": slide.name,
-            "backend": meta.backend,
+            "backend": read_backend,
             "mpp": meta.mpp,
             "mpp_source": meta.mpp_source,
             "target_mpp": grid.target_mpp,
@@ -375,10 +390,10 @@ def tile_slide(
             "block_starts": [a for a, _ in block_ranges(grid.block_ids)],
             "config_hash": config_hash,
             "config": {k: cfg.to_dict()[k] for k in TILING_SECTIONS},
-            "versions": _versions(meta.backend),
+            "versions": _versions(read_backend),
         }
         _create_store(out, grid, cfg, attrs)
-        coords, meta_backend = grid.coords, meta.backend
+        coords, meta_backend = grid.coords, read_backend
         block_starts = [a for a, _ in block_ranges(grid.block_ids)]
     source = SlideSource(
         path=str(slide.resolve()),

@@ -1,0 +1,159 @@
+"""Choose the slide threshold that meets a target sensitivity on labelled slides.
+
+The threshold is the largest value whose sensitivity on the set is at least the target
+(slides scoring >= threshold go to review). Figures come with exact Clopper-Pearson intervals,
+and a warning says plainly when the set is too small to show the target with confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from scipy.stats import binomtest
+
+import cytoscreen
+from cytoscreen.errors import BadCalibration
+from cytoscreen.slide.learned import LearnedRule
+from cytoscreen.slide.record import Calibration, Proportion
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided interval of a binomial proportion k/n (n >= 1)."""
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def proportion(k: int, n: int, confidence: float = 0.95) -> Proportion:
+    lo, hi = clopper_pearson(k, n, confidence)
+    return Proportion(k=k, n=n, value=k / n, lower=lo, upper=hi)
+
+
+def positives_needed(target: float, confidence: float = 0.95) -> int | None:
+    """Fewest positives, all detected, whose exact lower bound of sensitivity reaches ``target``.
+
+    With n of n detected the Clopper-Pearson lower bound is ``(alpha/2) ** (1/n)``; None when the
+    target is 1 (no finite set can show it).
+    """
+    if target >= 1.0:
+        return None
+    if target <= 0.0:
+        return 1
+    half_alpha = (1.0 - confidence) / 2.0
+    n = max(1, math.ceil(math.log(half_alpha) / math.log(target)))
+    while half_alpha ** (1.0 / n) < target:  # guard against rounding in the logs
+        n += 1
+    return n
+
+
+def _check(
+    scores: Sequence[float | None], labels: Sequence[int | bool]
+) -> tuple[list[int], list[float], list[int], int]:
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    if not scores:
+        raise BadCalibration("no slides to calibrate on")
+    ys = [int(y) for y in labels]
+    if any(y not in (0, 1) for y in ys):
+        raise ValueError("labels must be 0 (negative) or 1 (abnormal)")
+    kept = [i for i, s in enumerate(scores) if s is not None]
+    vals = [float(scores[i]) for i in kept]  # type: ignore[arg-type]
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError("slide scores must be finite numbers or None")
+    unscorable_pos = sum(ys[i] for i, s in enumerate(scores) if s is None)
+    return kept, vals, [ys[i] for i in kept], unscorable_pos
+
+
+def choose_threshold(
+    scores: Sequence[float | None],
+    labels: Sequence[int | bool],
+    target_sensitivity: float = 0.99,
+) -> float:
+    """The largest threshold t with sensitivity(score >= t) >= target on the scored slides."""
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise ValueError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
+    _, vals, ys, _ = _check(scores, labels)
+    pos = np.sort(np.array([v for v, y in zip(vals, ys, strict=True) if y == 1]))[::-1]
+    n_pos = pos.size
+    if n_pos == 0:
+        raise BadCalibration(
+            "no scorable positive (abnormal) slide in the calibration set: sensitivity cannot "
+            "be measured, so no threshold can be chosen"
+        )
+    # Fewest detections m with m / n_pos >= target (a plain float comparison, no ceil rounding).
+    m = next(m for m in range(1, n_pos + 1) if m / n_pos >= target_sensitivity)
+    return float(pos[m - 1])
+
+
+def calibrate(
+    scores: Sequence[float | None],
+    labels: Sequence[int | bool],
+    *,
+    model_id: str,
+    rule: str,
+    data_source: str,
+    target_sensitivity: float = 0.99,
+    confidence: float = 0.95,
+    learned: LearnedRule | None = None,
+    now: datetime | None = None,
+) -> Calibration:
+    """Choose the threshold and build the calibration record (None scores: unscorable slides)."""
+    threshold = choose_threshold(scores, labels, target_sensitivity)
+    _, vals, ys, unscorable_pos = _check(scores, labels)
+    s = np.array(vals)
+    y = np.array(ys, dtype=bool)
+    flagged = s >= threshold
+    tp = int(np.count_nonzero(flagged & y))
+    fn = int(np.count_nonzero(~flagged & y))
+    tn = int(np.count_nonzero(~flagged & ~y))
+    fp = int(np.count_nonzero(flagged & ~y))
+    n_slides = len(scores)
+    n_unscorable = n_slides - s.size
+    sens = proportion(tp, tp + fn, confidence)
+    spec = proportion(tn, tn + fp, confidence) if tn + fp else None
+    pct = f"{confidence:.0%}"
+    warnings: list[str] = []
+    if sens.lower < target_sensitivity:
+        need = positives_needed(target_sensitivity, confidence)
+        how_many = (
+            f"about {need} positive slides with no misses are needed for the lower bound to "
+            f"reach {target_sensitivity:g}"
+            if need is not None
+            else "no finite set of slides can show a sensitivity of 1 with confidence"
+        )
+        warnings.append(
+            f"with {tp + fn} positive slides ({tp} detected), the {pct} lower bound of "
+            f"sensitivity is {sens.lower:.3f}, {target_sensitivity - sens.lower:.3f} below the "
+            f"{target_sensitivity:g} target; {how_many}"
+        )
+    if spec is None:
+        warnings.append("no scorable negative slide in the set: specificity is unknown")
+    if n_unscorable:
+        warnings.append(
+            f"{n_unscorable} slide(s) ({unscorable_pos} positive) could not be scored: they are "
+            "left out of these figures and are reported NOT_ASSESSABLE, never NEGATIVE"
+        )
+    return Calibration(
+        threshold=threshold,
+        target_sensitivity=target_sensitivity,
+        confidence=confidence,
+        sensitivity=sens,
+        specificity=spec,
+        tp=tp,
+        fn=fn,
+        tn=tn,
+        fp=fp,
+        set_aside_share=(tn + fn) / n_slides,
+        n_slides=n_slides,
+        n_unscorable=n_unscorable,
+        n_unscorable_positive=unscorable_pos,
+        data_source=data_source,
+        model_id=model_id,
+        rule=rule,
+        created=now or datetime.now(UTC),
+        package_version=cytoscreen.__version__,
+        warnings=tuple(warnings),
+        learned=learned,
+    )

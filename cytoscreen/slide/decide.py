@@ -1,0 +1,124 @@
+"""Triage: a slide score + a calibrated threshold + adequacy checks -> an outcome with reasons.
+
+NEGATIVE only when the slide is assessable and scores below the threshold; a score equal to the
+threshold goes to REVIEW. NOT_ASSESSABLE (never NEGATIVE) when nothing could be scored, too many
+patches were unreadable, the resolution is wrong, the slide is unlike the training data, or it
+holds too few cells. Following Bethesda, abnormal cells make a specimen satisfactory: a scanty
+slide that scores at or above the threshold goes to REVIEW (``abnormal_overrides_cellularity``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cytoscreen.errors import BadCalibration
+from cytoscreen.slide.record import Calibration
+from cytoscreen.slide.settings import TriageSettings
+from cytoscreen.types import Outcome, SlideScore, TriageDecision
+
+N_FIELD_REASONS = 3
+
+
+@dataclass(frozen=True)
+class Adequacy:
+    """Checks made upstream of the aggregator, passed in."""
+
+    resolution_ok: bool = True
+    resolution_note: str = ""  # e.g. "scanned at 2.0 um/px; the model reads 0.5 um/px"
+    off_domain: bool = False  # an upstream check judged the slide unlike the training data
+    domain_shift: float | None = None  # a statistic, compared with settings.max_domain_shift
+    domain_note: str = ""
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _problems(
+    s: SlideScore, adequacy: Adequacy, settings: TriageSettings
+) -> tuple[list[str], bool]:
+    """Reasons the slide cannot be assessed, and whether it has too few cells."""
+    out: list[str] = []
+    if s.score is None or not math.isfinite(s.score):
+        out.append(
+            "no cell-bearing patch was found"
+            if s.n_patches == 0
+            else f"no patch could be scored ({s.n_unreadable} of {s.n_patches} unreadable)"
+        )
+    if s.n_patches and s.n_unreadable / s.n_patches > settings.max_unreadable_share:
+        out.append(
+            f"{s.n_unreadable / s.n_patches:.1%} of patches unreadable "
+            f"(limit {settings.max_unreadable_share:.1%})"
+        )
+    if not adequacy.resolution_ok:
+        note = adequacy.resolution_note
+        out.append("wrong resolution" + (f": {note}" if note else ""))
+    shift, limit = adequacy.domain_shift, settings.max_domain_shift
+    if adequacy.off_domain or (shift is not None and limit is not None and shift > limit):
+        detail = (
+            f"domain shift {_fmt(shift)} > {_fmt(limit)}"
+            if shift is not None and limit is not None
+            else ""
+        )
+        note = "; ".join(t for t in (detail, adequacy.domain_note) if t)
+        out.append("unlike the training data" + (f" ({note})" if note else ""))
+    return out, s.cellularity < settings.min_cellularity
+
+
+def _reasons(s: SlideScore, threshold: float) -> list[str]:
+    out = []
+    if s.score is not None and math.isfinite(s.score):
+        sign = ">=" if s.score >= threshold else "<"
+        out.append(f"score {_fmt(s.score)} {sign} threshold {_fmt(threshold)} ({s.rule})")
+    out.append(f"cellularity {s.cellularity:,} cells")
+    out.append(f"scored {s.n_scored:,} of {s.n_patches:,} patches ({s.n_unreadable:,} unreadable)")
+    for f in s.fields[:N_FIELD_REASONS]:
+        out.append(
+            f"field {f.rank}: p={f.score:.3f} at x {f.x0}-{f.x1}, y {f.y0}-{f.y1} "
+            f"({len(f.patch_indices)} patches)"
+        )
+    return out
+
+
+def decide(
+    slide_score: SlideScore,
+    calibration: Calibration,
+    adequacy: Adequacy | None = None,
+    settings: TriageSettings | None = None,
+) -> TriageDecision:
+    """The triage outcome of one slide, with its reasons and warnings."""
+    adequacy = adequacy or Adequacy()
+    settings = settings or TriageSettings()
+    if calibration.rule != slide_score.rule:
+        raise BadCalibration(
+            f"the calibration was made for the rule {calibration.rule!r}, "
+            f"the slide was scored with {slide_score.rule!r}"
+        )
+    threshold = calibration.threshold
+    problems, scanty = _problems(slide_score, adequacy, settings)
+    warnings = [f"calibration: {w}" for w in calibration.warnings]
+    cells = f"{slide_score.cellularity:,} cells, below the minimum of {settings.min_cellularity:,}"
+    score = slide_score.score
+    flagged = not problems and score is not None and score >= threshold
+    if problems:
+        outcome = Outcome.NOT_ASSESSABLE
+        if scanty:
+            problems.append(f"too few cells: {cells}")
+    elif scanty and not (flagged and settings.abnormal_overrides_cellularity):
+        outcome = Outcome.NOT_ASSESSABLE
+        problems.append(f"too few cells: {cells}")
+    elif flagged:
+        outcome = Outcome.REVIEW
+        if scanty:
+            warnings.append(f"scanty slide ({cells}) reviewed because it scores at/above threshold")
+    else:
+        outcome = Outcome.NEGATIVE
+    reasons = [f"not assessable: {p}" for p in problems] + _reasons(slide_score, threshold)
+    return TriageDecision(
+        outcome=outcome,
+        score=score,
+        threshold=threshold,
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,108 @@
+"""The calibration record (calibration.json): what threshold, chosen how, on what, how sure.
+
+The only module of ``cytoscreen.slide`` that touches files.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cytoscreen.errors import BadCalibration
+from cytoscreen.slide.learned import LearnedRule
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Proportion(_Record):
+    """k of n, with its exact (Clopper-Pearson) two-sided confidence interval."""
+
+    k: int = Field(ge=0)
+    n: int = Field(ge=1)
+    value: float = Field(ge=0.0, le=1.0)
+    lower: float = Field(ge=0.0, le=1.0)
+    upper: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Proportion:
+        if self.k > self.n or not self.lower <= self.value <= self.upper:
+            raise ValueError(f"inconsistent proportion {self.k}/{self.n}")
+        return self
+
+
+class Calibration(_Record):
+    """A slide threshold with the evidence for it. Slides scoring >= threshold go to review."""
+
+    format: Literal[1] = 1
+    threshold: float
+    target_sensitivity: float = Field(gt=0.0, le=1.0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    sensitivity: Proportion
+    specificity: Proportion | None  # None: no negative slides in the set
+    tp: int = Field(ge=0)
+    fn: int = Field(ge=0)
+    tn: int = Field(ge=0)
+    fp: int = Field(ge=0)
+    set_aside_share: float = Field(ge=0.0, le=1.0)  # NEGATIVE slides / all slides
+    n_slides: int = Field(ge=1)
+    n_unscorable: int = Field(ge=0)  # score None: excluded from the figures, NOT_ASSESSABLE
+    n_unscorable_positive: int = Field(ge=0)
+    data_source: str
+    model_id: str
+    rule: str
+    created: datetime
+    package_version: str
+    warnings: tuple[str, ...] = ()
+    learned: LearnedRule | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Calibration:
+        if (self.tp, self.tp + self.fn) != (self.sensitivity.k, self.sensitivity.n):
+            raise ValueError("tp/fn do not match the sensitivity")
+        spec = self.specificity
+        n_neg = self.tn + self.fp
+        if (spec is None and n_neg) or (spec is not None and (spec.k, spec.n) != (self.tn, n_neg)):
+            raise ValueError("tn/fp do not match the specificity")
+        if self.tp + self.fn + self.tn + self.fp + self.n_unscorable != self.n_slides:
+            raise ValueError("the counts do not add up to n_slides")
+        if self.rule.startswith("learned") != (self.learned is not None):
+            raise ValueError("the learned rule needs its coefficients (and only it has them)")
+        return self
+
+
+def save_calibration(calibration: Calibration, path: str | Path) -> Path:
+    """Write ``calibration`` as indented JSON; returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read and validate a calibration.json; any problem is a :class:`BadCalibration`."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadCalibration("calibration file not found", slide=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadCalibration(f"cannot read the calibration file ({exc})", slide=source) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadCalibration(f"not valid JSON ({exc})", slide=source) from None
+    try:
+        return Calibration.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        )
+        raise BadCalibration(f"invalid calibration record: {problems}", slide=source) from None

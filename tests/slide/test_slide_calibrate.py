@@ -1,0 +1,182 @@
+"""Threshold calibration: exact intervals, the chosen threshold, the record and its file."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+
+import cytoscreen
+from cytoscreen.slide import (
+    BadCalibration,
+    Calibration,
+    LearnedRule,
+    calibrate,
+    choose_threshold,
+    clopper_pearson,
+    load_calibration,
+    positives_needed,
+    save_calibration,
+)
+
+WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def cal(scores: Sequence[float | None], labels: list[int], **kw: object) -> Calibration:
+    args: dict[str, object] = {
+        "model_id": "m1",
+        "rule": "max",
+        "data_source": "val.csv",
+        "now": WHEN,
+    }
+    args.update(kw)
+    return calibrate(scores, labels, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "lo", "hi"),
+    [
+        (0, 10, 0.0, 0.3085),
+        (10, 10, 0.6915, 1.0),
+        (5, 10, 0.1871, 0.8129),
+        (1, 2, 0.0126, 0.9874),
+    ],
+)
+def test_clopper_pearson_known_values(k: int, n: int, lo: float, hi: float) -> None:
+    assert clopper_pearson(k, n) == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_positives_needed_reaches_the_target_and_no_fewer_do() -> None:
+    n = positives_needed(0.99)
+    assert n == 368  # ln(0.025) / ln(0.99) = 367.04
+    assert clopper_pearson(n, n)[0] >= 0.99
+    assert clopper_pearson(n - 1, n - 1)[0] < 0.99
+    assert positives_needed(0.9) == 36
+    assert positives_needed(1.0) is None
+
+
+def test_threshold_is_largest_meeting_target() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.75, 0.3, 0.1]
+    labels = [1, 1, 1, 1, 0, 0, 0]
+    assert choose_threshold(scores, labels, 0.75) == 0.7  # 3 of 4 positives
+    assert choose_threshold(scores, labels, 0.76) == 0.6  # needs all 4
+    assert choose_threshold(scores, labels, 0.25) == 0.9
+
+
+def test_threshold_no_float_rounding_at_exact_target() -> None:
+    scores = [i / 100 for i in range(1, 101)]  # 100 positives
+    # 99 / 100 == 0.99 exactly meets the target; a ceil(0.99 * 100) would wrongly ask for 100
+    assert choose_threshold(scores, [1] * 100, 0.99) == 0.02
+
+
+def test_ties_at_threshold_count_as_detected() -> None:
+    c = cal([0.8, 0.8, 0.5, 0.8], [1, 1, 1, 0], target_sensitivity=0.5)
+    assert c.threshold == 0.8
+    assert (c.tp, c.fn, c.tn, c.fp) == (2, 1, 0, 1)
+
+
+def test_record_counts_and_intervals_by_hand() -> None:
+    scores: list[float | None] = [0.9, 0.8, 0.4, 0.7, 0.2, 0.1, None, None]
+    labels = [1, 1, 1, 0, 0, 0, 1, 0]
+    c = cal(scores, labels, target_sensitivity=0.6)
+    assert c.threshold == 0.8  # 2 of 3 scored positives
+    assert (c.tp, c.fn, c.tn, c.fp) == (2, 1, 3, 0)
+    assert (c.sensitivity.k, c.sensitivity.n) == (2, 3)
+    assert c.specificity is not None and (c.specificity.k, c.specificity.n) == (3, 3)
+    assert c.sensitivity.lower == pytest.approx(clopper_pearson(2, 3)[0])
+    assert c.specificity.lower == pytest.approx(0.025 ** (1 / 3))
+    assert (c.n_slides, c.n_unscorable, c.n_unscorable_positive) == (8, 2, 1)
+    assert c.set_aside_share == pytest.approx(4 / 8)  # tn + fn of all slides
+    assert c.package_version == cytoscreen.__version__ and c.created == WHEN
+    assert any("2 slide(s) (1 positive) could not be scored" in w for w in c.warnings)
+
+
+def test_warning_says_by_how_much_and_how_many_positives() -> None:
+    c = cal([0.9] * 30 + [0.1] * 30, [1] * 30 + [0] * 30)
+    assert c.sensitivity.value == 1.0
+    lower = 0.025 ** (1 / 30)  # 0.8842
+    assert c.sensitivity.lower == pytest.approx(lower)
+    (w,) = c.warnings
+    assert "with 30 positive slides" in w and f"{lower:.3f}" in w
+    assert f"{0.99 - lower:.3f} below the 0.99 target" in w and "about 368 positive" in w
+
+
+def test_no_warning_when_target_shown_with_confidence() -> None:
+    c = cal([0.9] * 400 + [0.1] * 10, [1] * 400 + [0] * 10)
+    assert c.warnings == ()
+    assert c.sensitivity.lower == pytest.approx(binomtest(400, 400).proportion_ci().low)
+
+
+def test_all_positive_set() -> None:
+    c = cal([0.9, 0.6, 0.3], [1, 1, 1], target_sensitivity=0.6)
+    assert c.threshold == 0.6 and c.specificity is None
+    assert (c.tp, c.fn, c.tn, c.fp) == (2, 1, 0, 0)
+    assert any("specificity is unknown" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels"),
+    [([0.9, 0.1], [0, 0]), ([None, 0.3], [1, 0]), ([], [])],
+)
+def test_no_positive_slides_cannot_be_calibrated(
+    scores: list[float | None], labels: list[int]
+) -> None:
+    with pytest.raises(BadCalibration):
+        choose_threshold(scores, labels)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        choose_threshold([0.1, 0.2], [1])
+    with pytest.raises(ValueError, match="0 .negative. or 1"):
+        choose_threshold([0.1], [2])
+    with pytest.raises(ValueError, match="finite"):
+        choose_threshold([math.nan, 0.5], [1, 1])
+    with pytest.raises(ValueError, match="target"):
+        choose_threshold([0.5], [1], 0.0)
+
+
+def test_save_load_roundtrip(tmp_path: Path) -> None:
+    rule = LearnedRule(
+        mean=(0.0,) * 4, scale=(1.0,) * 4, coef=(1.0, 0.5, 0.0, 0.0), intercept=-1.0,
+        top_k=10, patch_threshold=0.5, n_train=40,
+    )  # fmt: skip
+    c = cal([0.9, 0.5, 0.2, None], [1, 1, 0, 0], rule="learned(k=10,t=0.5)", learned=rule)
+    path = save_calibration(c, tmp_path / "sub" / "calibration.json")
+    assert load_calibration(path) == c
+    assert json.loads(path.read_text())["threshold"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "invalid calibration record"),
+        ("EXTRA", "unknown key"),
+        ("BADCOUNT", "n_slides"),
+        ("NORULE", "learned rule"),
+    ],
+)
+def test_bad_files_name_the_file(tmp_path: Path, text: str, match: str) -> None:
+    good = json.loads(cal([0.9, 0.2], [1, 0]).model_dump_json())
+    if text == "EXTRA":
+        text = json.dumps({**good, "colour": "red"})
+    elif text == "BADCOUNT":
+        text = json.dumps({**good, "n_slides": 5})
+    elif text == "NORULE":
+        text = json.dumps({**good, "rule": "learned(k=10,t=0.5)"})
+    path = tmp_path / "calibration.json"
+    path.write_text(text)
+    with pytest.raises(BadCalibration, match=match) as err:
+        load_calibration(path)
+    assert str(path) in str(err.value) and "recalibrate" in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(BadCalibration, match="not found"):
+        load_calibration(tmp_path / "nope.json")
