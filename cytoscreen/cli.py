@@ -7,8 +7,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from cytoscreen.config import Config
 from cytoscreen.errors import CytoscreenError
 
 app = typer.Typer(
@@ -64,3 +74,79 @@ def info(
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+def _config(config: Path | None, **overrides: object) -> Config:
+    from cytoscreen.config import load_config
+
+    try:
+        return load_config(config, {k: v for k, v in overrides.items() if v is not None})
+    except CytoscreenError as err:
+        raise _fail(err) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("patches"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@app.command()
+def tile(
+    slides: Annotated[list[Path], typer.Argument(help="Whole-slide image files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cache directory for the Zarr stores.")],
+    config: ConfigOpt = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
+    ] = None,
+    mpp: MppOpt = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")] = None,
+) -> None:
+    """Cut slides into cached patches (resumable: a rerun writes only what is missing)."""
+    from cytoscreen.config import write_resolved
+    from cytoscreen.tiling import tile_slide
+
+    cfg = _config(
+        config,
+        **{
+            "reader.backend": backend,
+            "reader.mpp_override": mpp,
+            "cache.scheduler_address": scheduler,
+            "cache.workers": workers,
+        },
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, out)
+    failed = 0
+    table = Table("slide", "patches", "store", "status")
+    with _progress() as bar:
+        for slide in slides:
+            task = bar.add_task(slide.name, total=None)
+
+            def report(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                store = tile_slide(slide, cfg, out, progress=report)
+            except (CytoscreenError, OSError) as err:
+                failed += 1
+                bar.update(task, description=f"[red]{slide.name} (failed)")
+                err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+                table.add_row(slide.name, "-", "-", "[red]failed")
+                continue
+            n = int(bar.tasks[task].total or 0)
+            table.add_row(slide.name, str(n), store.name, "[green]ok")
+    console.print(table)
+    if failed:
+        raise typer.Exit(code=1)
