@@ -150,3 +150,109 @@ def tile(
     console.print(table)
     if failed:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def screen(
+    slides: Annotated[
+        list[Path], typer.Argument(help="Folders (searched recursively) and/or slide files.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder.")] = Path("results"),
+    config: ConfigOpt = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Patch cache folder (default: OUT/cache).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="calibration.json (default: the model's own)."),
+    ] = None,
+    scores_only: Annotated[
+        bool, typer.Option("--scores-only", help="Score without a calibration (no decisions).")
+    ] = False,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
+    ] = None,
+    mpp: MppOpt = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")] = None,
+) -> None:
+    """Screen slides: tile, score, decide, and write fields, pictures and summary.csv."""
+    from cytoscreen.batch.progress import RichObserver, summary_table
+    from cytoscreen.pipeline import screen as run_screen
+
+    cfg = _config(
+        config,
+        **{
+            "reader.backend": backend,
+            "reader.mpp_override": mpp,
+            "cache.scheduler_address": scheduler,
+            "cache.workers": workers,
+        },
+    )
+    try:
+        with RichObserver(err_console) as observer:
+            report = run_screen(
+                slides,
+                out,
+                cfg,
+                cache_dir=cache,
+                model_dir=model,
+                calibration_path=calibration,
+                scores_only=scores_only,
+                observer=observer,
+            )
+    except CytoscreenError as err:
+        raise _fail(err) from None
+    console.print(summary_table(report.results, report.outcome_counts()))
+    console.print(f"results: {out / 'summary.csv'}", highlight=False)
+    if report.n_failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def calibrate(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Labelled slide manifest (CSV).")],
+    results: Annotated[Path, typer.Option("--results", help="Results folder of a screen run.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="calibration.json to write.")] = Path(
+        "calibration.json"
+    ),
+    target: Annotated[
+        float, typer.Option("--target", help="Target slide-level sensitivity.")
+    ] = 0.99,
+) -> None:
+    """Choose the slide threshold for a target sensitivity from screened, labelled slides."""
+    from cytoscreen.pipeline import calibrate_from_results
+
+    try:
+        run = calibrate_from_results(manifest, results, out, target_sensitivity=target)
+    except (CytoscreenError, ValueError) as err:
+        raise _fail(err) from None
+    cal = run.calibration
+    table = Table(show_header=False, box=None)
+    table.add_row("threshold", f"{cal.threshold:.4g} ({cal.rule}, model {cal.model_id})")
+    sens = cal.sensitivity
+    table.add_row(
+        "sensitivity",
+        f"{sens.value:.3f} ({sens.k}/{sens.n}), 95% CI {sens.lower:.3f}-{sens.upper:.3f}",
+    )
+    spec = cal.specificity
+    table.add_row(
+        "specificity",
+        "unknown (no negative slides)"
+        if spec is None
+        else f"{spec.value:.3f} ({spec.k}/{spec.n}), 95% CI {spec.lower:.3f}-{spec.upper:.3f}",
+    )
+    table.add_row("counts", f"TP {cal.tp}  FN {cal.fn}  TN {cal.tn}  FP {cal.fp}")
+    table.add_row("slides", f"{len(run.used)} used, {len(run.left_out)} left out")
+    console.print(table)
+    for sid, why in run.left_out:
+        err_console.print(f"left out {sid}: {why}", highlight=False)
+    for w in cal.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    console.print(f"wrote {run.path}", highlight=False)

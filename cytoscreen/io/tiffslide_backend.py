@@ -106,8 +106,8 @@ class TiffSlideReader:
         tiled = self._tiled[level]
         try:
             if tiled is not None:  # fast path: each tile read once and decoded once
-                arr = tiled.read(int(x / ds), int(y / ds), w, h)
-                return to_rgb_on_white(arr, premultiplied=self._premultiplied)
+                tiles = tiled.read(int(x / ds), int(y / ds), w, h)
+                return to_rgb_on_white(tiles, premultiplied=self._premultiplied)
             arr = self._slide.read_region((x, y), level, (w, h), as_array=True, padding=True)
         except Exception as exc:
             raise UnreadableSlide(

@@ -1,0 +1,20 @@
+"""Batch plumbing for ``cytoscreen screen``: discovery and ids, atomic files, the run lock,
+crash isolation of native readers, and console progress."""
+
+from cytoscreen.batch.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from cytoscreen.batch.discover import SLIDE_EXTENSIONS, SlideInput, find_slides, slide_id
+from cytoscreen.batch.isolate import ChildCrashed, run_isolated
+from cytoscreen.batch.lock import RunLock
+
+__all__ = [
+    "SLIDE_EXTENSIONS",
+    "ChildCrashed",
+    "RunLock",
+    "SlideInput",
+    "find_slides",
+    "run_isolated",
+    "slide_id",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]

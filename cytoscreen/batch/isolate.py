@@ -1,0 +1,121 @@
+"""Run a function in a child process, so a native crash (segfault, abort) in a slide reader
+becomes that slide's failure instead of the end of the batch.
+
+The child is started from a fork server (cheap, and it never inherits the parent's threads,
+torch or open slides) and sends progress and its result back through a queue. An exception in
+the child comes back as the same ``CytoscreenError`` class (message, slide and hint kept);
+any other exception becomes a ``CytoscreenError`` naming its type.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from cytoscreen import errors
+from cytoscreen.errors import CytoscreenError
+
+ProgressFn = Callable[[int, int], None]
+_PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache"]
+_POLL_S = 0.1
+
+
+class ChildCrashed(CytoscreenError):
+    default_hint = (
+        "the slide reader crashed on this file: check that it is a complete whole-slide image, "
+        "or try --backend openslide / --backend tiffslide"
+    )
+
+
+def _context() -> Any:
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], q: Any) -> None:
+    def progress(done: int, total: int) -> None:
+        q.put(("progress", (int(done), int(total))))
+
+    try:
+        if kwargs.pop("_with_progress", False):
+            kwargs["progress"] = progress
+        q.put(("ok", fn(*args, **kwargs)))
+    except CytoscreenError as err:
+        q.put(("error", (type(err).__name__, err.message, err.slide, err.hint)))
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        q.put(("error", ("CytoscreenError", detail, None, None)))
+
+
+def _rebuild(info: tuple[str, str, str | None, str | None], slide: str) -> CytoscreenError:
+    name, message, where, hint = info
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, CytoscreenError)):
+        cls = CytoscreenError
+    return cls(message, slide=where or slide, hint=hint)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code} without a result"
+
+
+def run_isolated(
+    fn: Callable[..., Any],
+    *args: Any,
+    slide: str,
+    progress: ProgressFn | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``fn(*args, **kwargs)`` in a child process; returns its (picklable) result.
+
+    With ``progress``, ``fn`` is called with a ``progress=`` keyword whose calls are relayed.
+    Raises the child's ``CytoscreenError``, or ``ChildCrashed`` naming ``slide`` when the child
+    dies without a result.
+    """
+    ctx = _context()
+    q = ctx.Queue()
+    if progress is not None:
+        kwargs["_with_progress"] = True
+    proc = ctx.Process(target=_child, args=(fn, args, kwargs, q), daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                kind, payload = q.get(timeout=_POLL_S)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    try:  # the result may have landed just before the exit
+                        kind, payload = q.get(timeout=_POLL_S)
+                    except queue_mod.Empty:
+                        proc.join()
+                        raise ChildCrashed(
+                            f"the worker process {_describe_exit(proc.exitcode)}", slide=slide
+                        ) from None
+                else:
+                    continue
+            if kind == "progress":
+                if progress is not None:
+                    progress(*payload)
+                continue
+            proc.join()
+            if kind == "ok":
+                return payload
+            raise _rebuild(payload, slide)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+        q.close()

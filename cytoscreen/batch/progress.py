@@ -1,0 +1,89 @@
+"""Console front end of ``cytoscreen screen``: rich progress bars and the closing table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from cytoscreen.batch.discover import SlideInput
+
+_STYLE = {"review": "bold red", "not_assessable": "yellow", "negative": "green", "failed": "red"}
+
+
+class RichObserver:
+    """An overall bar (slides) and one bar for the slide at work, labelled with its stage."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.overall: TaskID | None = None
+        self.current: TaskID | None = None
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def run_started(self, slides: Sequence[SlideInput]) -> None:
+        self.overall = self.progress.add_task("slides", total=len(slides))
+
+    def stage(self, slide: SlideInput, stage: str, done: int, total: int | None) -> None:
+        label = f"{slide.relative} [{stage}]"
+        if self.current is None:
+            self.current = self.progress.add_task(label, total=total)
+        self.progress.update(self.current, description=label, completed=done, total=total)
+
+    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None:
+        if self.current is not None:
+            self.progress.remove_task(self.current)
+            self.current = None
+        status = "skipped (done before)" if skipped else _status(result)
+        self.progress.console.print(f"{slide.relative}: {status}", highlight=False)
+        if self.overall is not None:
+            self.progress.advance(self.overall)
+
+
+def _status(result: dict[str, Any]) -> str:
+    if result.get("status") != "ok":
+        return f"failed -- {result.get('error')}"
+    return str(result.get("outcome") or "scored")
+
+
+def summary_table(results: Sequence[dict[str, Any]], counts: dict[str, int]) -> Table:
+    """Outcome counts in the title, then one row per slide (worst first)."""
+    title = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    table = Table("slide", "outcome", "score", "threshold", "fields", "seconds", title=title)
+    for r in results:
+        name = "failed" if r.get("status") != "ok" else str(r.get("outcome") or "scored")
+        score, thr = r.get("score"), r.get("threshold")
+        table.add_row(
+            str(r.get("relative_path") or r.get("id")),
+            f"[{_STYLE.get(name, '')}]{name}" if name in _STYLE else name,
+            "-" if score is None else f"{score:.3f}",
+            "-" if thr is None else f"{thr:.3f}",
+            str(len(r.get("fields") or [])),
+            f"{(r.get('timings') or {}).get('total', 0):.1f}",
+        )
+    return table

@@ -1,0 +1,131 @@
+"""Slide pictures: thumbnail with the ranked fields, score heatmap overlay, field images.
+
+The raster and drawing functions are pure (arrays in, arrays out); ``render_slide_images``
+reads the slide (pyramid levels only: label and macro images are never opened) and writes PNGs.
+It runs in a child process in ``cytoscreen screen``, because it reads the slide natively.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageFont
+
+from cytoscreen.batch.atomic import write_bytes_atomic
+from cytoscreen.io import open_slide, read_at_mpp
+from cytoscreen.tiling.foreground import read_thumbnail
+from cytoscreen.types import SuspiciousField
+
+THUMB_PX = 1024  # longer side of thumbnail.png / heatmap.png
+FIELD_MARGIN = 0.25  # field image margin, in patch sides
+FIELD_MAX_PX = 2048
+HEAT_ALPHA = 0.55
+BOX_COLOR = (0, 200, 255)
+RGB = npt.NDArray[np.uint8]
+
+
+def score_raster(
+    prob: npt.ArrayLike,
+    coords: npt.ArrayLike,
+    size_l0: float,
+    scale: float,
+    shape: tuple[int, int],
+) -> npt.NDArray[np.float32]:
+    """Patch scores painted on a (height, width) grid of ``scale`` level-0 px per pixel.
+
+    Pixels under no scored patch are NaN; where patches overlap the higher score wins.
+    """
+    h, w = shape
+    out = np.full((h, w), np.nan, dtype=np.float32)
+    p = np.asarray(prob, dtype=np.float32).reshape(-1)
+    xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    x0 = np.clip(np.floor(xy[:, 0] / scale), 0, w).astype(int)
+    y0 = np.clip(np.floor(xy[:, 1] / scale), 0, h).astype(int)
+    x1 = np.clip(np.ceil((xy[:, 0] + size_l0) / scale), 0, w).astype(int)
+    y1 = np.clip(np.ceil((xy[:, 1] + size_l0) / scale), 0, h).astype(int)
+    for i in np.flatnonzero(np.isfinite(p)):
+        region = out[y0[i] : y1[i], x0[i] : x1[i]]
+        np.fmax(region, p[i], out=region)
+    return out
+
+
+def overlay(thumb: RGB, raster: npt.NDArray[np.float32], alpha: float = HEAT_ALPHA) -> RGB:
+    """Blend a colour-mapped score raster (0-1, NaN = transparent) onto an RGB thumbnail."""
+    from matplotlib import colormaps
+
+    if raster.shape != thumb.shape[:2]:
+        raise ValueError(f"raster {raster.shape} does not match thumbnail {thumb.shape[:2]}")
+    colours = colormaps["turbo"](np.nan_to_num(raster, nan=0.0))[..., :3]
+    a = np.where(np.isfinite(raster), alpha, 0.0)[..., None]
+    out = thumb.astype(np.float32) * (1.0 - a) + colours * 255.0 * a
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def draw_fields(image: RGB, fields: Sequence[SuspiciousField], scale: float) -> RGB:
+    """Field boxes with their rank numbers drawn on a picture of ``scale`` level-0 px/pixel."""
+    pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default()
+    for f in fields:
+        box = (f.x0 / scale, f.y0 / scale, f.x1 / scale, f.y1 / scale)
+        draw.rectangle(box, outline=BOX_COLOR, width=2)
+        draw.text((box[0] + 2, max(0.0, box[1] - 12)), str(f.rank), fill=BOX_COLOR, font=font)
+    return np.asarray(pil, dtype=np.uint8)
+
+
+def png_bytes(image: RGB) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def field_window(
+    f: SuspiciousField, size_l0: float, l0_per_px: float, margin: float = FIELD_MARGIN
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Level-0 top-left and output (width, height) of a field's image with its margin."""
+    m = margin * size_l0
+    x, y = math.floor(f.x0 - m), math.floor(f.y0 - m)
+    w = min(FIELD_MAX_PX, max(1, round((f.x1 - f.x0 + 2 * m) / l0_per_px)))
+    h = min(FIELD_MAX_PX, max(1, round((f.y1 - f.y0 + 2 * m) / l0_per_px)))
+    return (x, y), (w, h)
+
+
+def render_slide_images(
+    slide: str | Path,
+    out_dir: str | Path,
+    *,
+    backend: str,
+    mpp_override: float | None,
+    target_mpp: float,
+    tolerance: float,
+    prob: npt.NDArray[np.float32],
+    coords: npt.NDArray[np.int64],
+    size_l0: float,
+    fields: Sequence[SuspiciousField],
+) -> list[str]:
+    """Write thumbnail.png, heatmap.png and fields/<rank>.png; return the names written."""
+    out = Path(out_dir)
+    written = []
+    with open_slide(slide, backend=backend, mpp=mpp_override) as reader:  # type: ignore[arg-type]
+        meta = reader.meta
+        thumb_mpp = max(meta.mpp, meta.mpp * max(meta.dimensions) / THUMB_PX)
+        thumb = read_thumbnail(reader, thumb_mpp, tolerance)
+        scale = thumb_mpp / meta.mpp  # level-0 px per thumbnail px
+        write_bytes_atomic(out / "thumbnail.png", png_bytes(draw_fields(thumb, fields, scale)))
+        raster = score_raster(prob, coords, size_l0, scale, thumb.shape[:2])
+        heat = draw_fields(overlay(thumb, raster), fields, scale)
+        write_bytes_atomic(out / "heatmap.png", png_bytes(heat))
+        written += ["thumbnail.png", "heatmap.png"]
+        l0_per_px = target_mpp / meta.mpp
+        for f in fields:
+            loc, size = field_window(f, size_l0, l0_per_px)
+            pixels = read_at_mpp(reader, loc, size, target_mpp, tolerance)
+            name = f"fields/{f.rank}.png"
+            write_bytes_atomic(out / name, png_bytes(pixels))
+            written.append(name)
+    return written

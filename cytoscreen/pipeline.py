@@ -1,0 +1,667 @@
+"""The batch driver: ``screen`` a folder of slides, ``calibrate_from_results`` a labelled set.
+
+Per slide: tile (in a child process, so a native reader crash fails only that slide), score
+(in this process), aggregate, pick field-of-view sized fields, decide, then write the field
+tables and pictures into ``<out>/slides/<id>/``. A slide already finished with the same slide
+content, configuration, model and calibration is skipped; failed ones are retried. The
+summaries (``summary.csv``, ``results.json``) are rebuilt from every ``result.json`` present.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+
+import cytoscreen
+from cytoscreen.batch import (
+    RunLock,
+    SlideInput,
+    find_slides,
+    run_isolated,
+    write_json_atomic,
+    write_text_atomic,
+)
+from cytoscreen.config import CacheConfig, Config, write_resolved
+from cytoscreen.errors import (
+    BadCalibration,
+    BadCheckpoint,
+    BadManifest,
+    CacheMismatch,
+    ConfigError,
+    CytoscreenError,
+)
+from cytoscreen.io import slide_key
+from cytoscreen.outputs import fields_csv, fields_geojson, fields_json_rows, select_fields
+from cytoscreen.outputs.images import render_slide_images
+from cytoscreen.outputs.summary import sort_key, summary_csv
+from cytoscreen.slide import (
+    Adequacy,
+    Calibration,
+    calibrate,
+    decide,
+    load_calibration,
+    rule_label,
+    score_slide,
+)
+from cytoscreen.tiling import open_cache, tile_slide
+from cytoscreen.types import TriageDecision
+
+if TYPE_CHECKING:
+    from cytoscreen.scoring.model import ModelCard
+
+RESULT_FORMAT = 1
+DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
+CALIBRATION_NAME = "calibration.json"
+# Config sections that change a slide's result (not where caches live or how fast it runs).
+RESULT_SECTIONS = ("reader", "tiling", "foreground", "aggregation", "fields", "triage")
+STAGES = ("tiling", "scoring", "deciding", "images")
+
+
+# ---------------------------------------------------------------- model and calibration
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    dir: Path
+    card: ModelCard
+
+    @property
+    def model_id(self) -> str:
+        return self.card.model_id
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    path: Path
+    sha256: str
+    calibration: Calibration
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "threshold": self.calibration.threshold,
+            "rule": self.calibration.rule,
+            "target_sensitivity": self.calibration.target_sensitivity,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
+    """The model to score with: ``model_dir``, else ``scoring.model``, else the bundled one.
+
+    Loads the checkpoint once to fail early (before any tiling) if it is broken, and checks
+    that the tiling configuration gives the patches the model was trained on.
+    """
+    from cytoscreen.scoring.checkpoint import CARD_NAME, load_checkpoint
+
+    chosen = model_dir or cfg.scoring.model or DEFAULT_MODEL_DIR
+    if not (chosen / CARD_NAME).is_file():
+        raise BadCheckpoint(
+            "no model here (a model directory holds weights.safetensors and card.json)"
+            + (
+                "; the bundled default model is not installed"
+                if chosen == DEFAULT_MODEL_DIR
+                else ""
+            ),
+            slide=chosen,
+            hint="pass --model DIR with a model written by `cytoscreen train` "
+            "(or set scoring.model in the config)",
+        )
+    _, card = load_checkpoint(chosen)
+    px = card.preprocessing.input_size[1]
+    if cfg.tiling.patch_size != px or abs(cfg.tiling.target_mpp - card.mpp) > 0.02 * card.mpp:
+        raise ConfigError(
+            f"model {card.model_id} reads {px} px patches at {card.mpp} um/px; the config tiles "
+            f"{cfg.tiling.patch_size} px at {cfg.tiling.target_mpp} um/px",
+            slide=chosen,
+            hint=f"set tiling.patch_size: {px} and tiling.target_mpp: {card.mpp} in the config",
+        )
+    return ModelChoice(chosen, card)
+
+
+def resolve_calibration(
+    cfg: Config, model: ModelChoice, calibration_path: Path | None = None
+) -> CalibrationChoice:
+    """``calibration_path``, else ``scoring.calibration``, else calibration.json beside the model.
+
+    Refuses a calibration made for another model or aggregation rule.
+    """
+    path = calibration_path or cfg.scoring.calibration or model.dir / CALIBRATION_NAME
+    if not path.is_file():
+        raise BadCalibration(
+            "no calibration file",
+            slide=path,
+            hint="pass --calibration calibration.json (made by `cytoscreen calibrate` for this "
+            "model), or --scores-only to screen without decisions",
+        )
+    cal = load_calibration(path)
+    rule = rule_label(cfg.aggregation)
+    if cal.model_id != model.model_id:
+        raise BadCalibration(
+            f"made for model {cal.model_id}, but the screen uses {model.model_id}", slide=path
+        )
+    if cal.rule != rule:
+        raise BadCalibration(
+            f"made for the aggregation rule {cal.rule}, the config says {rule}",
+            slide=path,
+            hint="set the aggregation section to the calibration's rule or recalibrate",
+        )
+    return CalibrationChoice(path.resolve(), file_sha256(path), cal)
+
+
+# ---------------------------------------------------------------- per-slide stages
+
+
+def estimate_cellularity(store: Path, valid: npt.NDArray[np.bool_]) -> int:
+    """Squamous cells on the slide: the sum of the cache's per-patch ``nuclei`` counts.
+
+    The one place cellularity is estimated. Caches written before the tiler counted nuclei
+    have no ``nuclei`` array: they give 0, so set ``triage.min_cellularity`` low for them.
+    """
+    root = zarr.open_group(store, mode="r")
+    if "nuclei" not in root:
+        return 0
+    nuclei = np.asarray(root["nuclei"][:], dtype=np.float64)  # type: ignore[index]
+    if nuclei.shape != valid.shape:
+        raise CacheMismatch(
+            f"nuclei array has {nuclei.shape[0]} rows for {valid.shape[0]} patches", slide=store
+        )
+    return int(np.nansum(nuclei[valid]))
+
+
+def _adequacy(attrs: dict[str, Any], cfg: Config) -> Adequacy:
+    """Resolution check: a slide scanned coarser than the model's resolution is upsampled."""
+    mpp, target = attrs.get("mpp"), cfg.tiling.target_mpp
+    if isinstance(mpp, int | float) and mpp > target * (1.0 + cfg.tiling.level_tolerance):
+        return Adequacy(
+            resolution_ok=False,
+            resolution_note=f"scanned at {mpp:.3g} um/px; the model reads {target:g} um/px",
+        )
+    return Adequacy()
+
+
+class ScreenObserver(Protocol):
+    """What a front end (progress bars) hears about a run."""
+
+    def run_started(self, slides: Sequence[SlideInput]) -> None: ...
+
+    def stage(self, slide: SlideInput, stage: str, done: int, total: int | None) -> None: ...
+
+    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None: ...
+
+
+class _Quiet:
+    def run_started(self, slides: Sequence[SlideInput]) -> None:
+        pass
+
+    def stage(self, slide: SlideInput, stage: str, done: int, total: int | None) -> None:
+        pass
+
+    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None:
+        pass
+
+
+@dataclass
+class _Run:
+    cfg: Config
+    out_dir: Path
+    cache_dir: Path
+    model: ModelChoice
+    calibration: CalibrationChoice | None
+    observer: ScreenObserver
+
+    @property
+    def run_key(self) -> dict[str, Any]:
+        """What must match for a finished slide to be skipped (with the slide key)."""
+        return {
+            "config_hash": self.cfg.hash(*RESULT_SECTIONS),
+            "model_id": self.model.model_id,
+            "calibration_sha256": self.calibration.sha256 if self.calibration else None,
+        }
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _decision_fields(decision: TriageDecision | None) -> dict[str, Any]:
+    if decision is None:
+        return {
+            "outcome": None,
+            "threshold": None,
+            "reasons": ["scores only: no calibration was used, so no triage decision"],
+            "warnings": [],
+        }
+    return {
+        "outcome": decision.outcome.value,
+        "threshold": decision.threshold,
+        "reasons": list(decision.reasons),
+        "warnings": list(decision.warnings),
+    }
+
+
+def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) -> dict[str, Any]:
+    from cytoscreen.scoring.infer import score_cache
+
+    cfg, obs = run.cfg, run.observer
+    out = run.out_dir / "slides" / slide.id
+    t = time.perf_counter()
+    obs.stage(slide, "tiling", 0, None)
+    store = run_isolated(
+        tile_slide,
+        slide.path,
+        cfg,
+        run.cache_dir,
+        slide=str(slide.path),
+        progress=lambda d, n: obs.stage(slide, "tiling", d, n),
+    )
+    timings["tiling"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    obs.stage(slide, "scoring", 0, None)
+    sc = cfg.scoring
+    score_cache(store, run.model.dir, sc.batch_size, sc.device, sc.precision, threads=sc.threads)
+    timings["scoring"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    obs.stage(slide, "deciding", 0, None)
+    cache = open_cache(store)
+    root = zarr.open_group(store, mode="r")
+    prob = np.asarray(root[f"scores/{run.model.model_id}/prob"][:], dtype=np.float32)  # type: ignore[index]
+    size_l0 = float(cache.attrs["size_l0"])
+    cal = run.calibration.calibration if run.calibration else None
+    sscore = score_slide(
+        prob,
+        cache.coords,
+        size_l0,
+        cellularity=estimate_cellularity(store, cache.valid),
+        settings=cfg.aggregation,
+        field_settings=cfg.fields,
+        learned=cal.learned if cal else None,
+    )
+    # field-of-view sized fields instead of the transitive merge of find_fields
+    sscore = dataclasses.replace(
+        sscore, fields=select_fields(prob, cache.coords, size_l0, cfg.fields)
+    )
+    decision = decide(sscore, cal, _adequacy(cache.attrs, cfg), cfg.triage) if cal else None
+    rows = fields_json_rows(sscore.fields)
+    write_text_atomic(out / "fields.csv", fields_csv(sscore.fields))
+    write_json_atomic(
+        out / "fields.json", {"slide": slide.id, "units": "level-0 px", "fields": rows}
+    )
+    write_text_atomic(out / "fields.geojson", fields_geojson(sscore.fields, slide.id))
+    timings["deciding"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    obs.stage(slide, "images", 0, None)
+    extra_warnings = []
+    try:
+        run_isolated(
+            render_slide_images,
+            slide.path,
+            out,
+            slide=str(slide.path),
+            backend=str(cache.attrs.get("backend", cfg.reader.backend)),
+            mpp_override=cfg.reader.mpp_override,
+            target_mpp=cfg.tiling.target_mpp,
+            tolerance=cfg.tiling.level_tolerance,
+            prob=prob,
+            coords=cache.coords,
+            size_l0=size_l0,
+            fields=sscore.fields,
+        )
+    except CytoscreenError as err:  # the decision stands; only its pictures are missing
+        extra_warnings.append(f"thumbnail/field images not written: {err}")
+    timings["images"] = time.perf_counter() - t
+
+    result = _decision_fields(decision)
+    result["warnings"] += extra_warnings
+    return {
+        **result,
+        "score": sscore.score,
+        "rule": sscore.rule,
+        "cellularity": sscore.cellularity,
+        "counts": {
+            "n_patches": sscore.n_patches,
+            "n_scored": sscore.n_scored,
+            "n_unreadable": sscore.n_unreadable,
+            "n_fields": len(sscore.fields),
+        },
+        "fields": rows,
+        "slide": {
+            "mpp": cache.attrs.get("mpp"),
+            "mpp_source": cache.attrs.get("mpp_source"),
+            "backend": cache.attrs.get("backend"),
+            "target_mpp": cache.attrs.get("target_mpp"),
+            "patch_size": cache.attrs.get("patch_size"),
+        },
+        "cache": str(store),
+    }
+
+
+def _error_text(err: BaseException, slide: SlideInput) -> str:
+    if isinstance(err, CytoscreenError):
+        return str(err)
+    return str(
+        CytoscreenError(
+            f"{type(err).__name__}: {err}",
+            slide=slide.path,
+            hint="this looks like a bug or a damaged file: rerun this slide alone with "
+            "`cytoscreen screen FILE` and report the message if it persists",
+        )
+    )
+
+
+def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
+    """Screen one slide and write its result.json; returns (result, skipped). Never raises for
+    a problem with the slide: that becomes a result with status ``failed``."""
+    out = run.out_dir / "slides" / slide.id
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    base: dict[str, Any] = {
+        "format": RESULT_FORMAT,
+        "id": slide.id,
+        "path": str(slide.path),
+        "relative_path": slide.relative,
+        "version": cytoscreen.__version__,
+        "model_id": run.model.model_id,
+        "calibration": run.calibration.record() if run.calibration else None,
+        **run.run_key,
+    }
+    try:
+        key = slide_key(slide.path, mpp_override=run.cfg.reader.mpp_override)
+        base["slide_key"] = key
+        previous = _read_json(out / "result.json")
+        if (
+            previous is not None
+            and previous.get("status") == "ok"
+            and previous.get("slide_key") == key
+            and all(previous.get(k) == v for k, v in run.run_key.items())
+        ):
+            return previous, True
+        body = _process(slide, key, run, timings)
+        result = {**base, "status": "ok", "error": None, **body}
+    except Exception as err:  # noqa: BLE001 - one bad slide must never stop the batch
+        result = {
+            **base,
+            "status": "failed",
+            "error": _error_text(err, slide),
+            "outcome": None,
+            "score": None,
+            "threshold": None,
+            "fields": [],
+        }
+    timings["total"] = time.perf_counter() - t0
+    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    result["started"] = started.isoformat(timespec="seconds")
+    result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_json_atomic(out / "result.json", result)
+    return result, False
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class ScreenReport:
+    out_dir: Path
+    results: list[dict[str, Any]]  # this run's slides, worst first
+    skipped: list[str] = field(default_factory=list)  # ids finished by an earlier run
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.get("status") != "ok" for r in self.results)
+
+    def outcome_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            name = "failed" if r.get("status") != "ok" else str(r.get("outcome") or "scored")
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "cytoscreen": cytoscreen.__version__}
+    for pkg in ("numpy", "torch", "timm", "zarr", "dask", "openslide-python", "tiffslide"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _cache_dir(cfg: Config, out_dir: Path, cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return cache_dir
+    if cfg.cache.dir != CacheConfig().dir:  # set in the config: honour it
+        return cfg.cache.dir
+    return out_dir / "cache"
+
+
+def write_summaries(out_dir: Path, run_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rebuild summary.csv and results.json from every slides/*/result.json."""
+    results = [
+        r
+        for p in sorted((out_dir / "slides").glob("*/result.json"))
+        if (r := _read_json(p)) is not None
+    ]
+    results.sort(key=sort_key)
+    write_text_atomic(out_dir / "summary.csv", summary_csv(results))
+    write_json_atomic(
+        out_dir / "results.json", {"format": RESULT_FORMAT, "run": run_info, "slides": results}
+    )
+    return results
+
+
+def screen(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    cache_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    calibration_path: str | Path | None = None,
+    scores_only: bool = False,
+    observer: ScreenObserver | None = None,
+) -> ScreenReport:
+    """Screen every slide under ``inputs`` (folders searched recursively, files taken as given).
+
+    Writes ``<out_dir>/slides/<id>/`` per slide, ``summary.csv``, ``results.json``,
+    ``run.json`` and ``config.resolved.yaml``. ``scores_only`` screens without a calibration
+    (no triage outcome): the first step towards ``calibrate_from_results``. Raises for problems
+    of the whole run (no model, no calibration, folder locked, no slides); a problem with one
+    slide is recorded as that slide's failure.
+
+    Uses child processes (fork server): call it from a script guarded by
+    ``if __name__ == "__main__":``.
+    """
+    out = Path(out_dir)
+    obs = observer or _Quiet()
+    model = resolve_model(cfg, Path(model_dir) if model_dir else None)
+    cal = (
+        None
+        if scores_only
+        else resolve_calibration(cfg, model, Path(calibration_path) if calibration_path else None)
+    )
+    cache = Path(_cache_dir(cfg, out, Path(cache_dir) if cache_dir else None))
+    slides = find_slides(inputs, exclude=[out, cache])
+    if not slides:
+        raise CytoscreenError(
+            "no slide files found",
+            slide=", ".join(str(i) for i in inputs),
+            hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files, or the files",
+        )
+    with RunLock(out):
+        run = _Run(cfg, out, cache, model, cal, obs)
+        info: dict[str, Any] = {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "finished": None,
+            "inputs": [str(Path(i).resolve()) for i in inputs],
+            "n_slides": len(slides),
+            "cache_dir": str(cache.resolve()),
+            "config_hash": cfg.hash(),
+            "result_config_hash": cfg.hash(*RESULT_SECTIONS),
+            "config": cfg.to_dict(),
+            "model": {"id": model.model_id, "dir": str(model.dir.resolve())},
+            "calibration": cal.record() if cal else None,
+            "versions": _versions(),
+        }
+        write_resolved(cfg, out)
+        write_json_atomic(out / "run.json", info)
+        obs.run_started(slides)
+        results, skipped = [], []
+        for s in slides:
+            result, was_skipped = screen_slide(s, run)
+            results.append(result)
+            if was_skipped:
+                skipped.append(s.id)
+            obs.slide_finished(s, result, was_skipped)
+        info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        info["n_failed"] = sum(r.get("status") != "ok" for r in results)
+        write_json_atomic(out / "run.json", info)
+        write_summaries(out, info)
+    results.sort(key=sort_key)
+    return ScreenReport(out, results, skipped)
+
+
+# ---------------------------------------------------------------- calibration from results
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    calibration: Calibration
+    path: Path
+    used: tuple[str, ...]  # manifest slide_ids used
+    left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
+
+
+def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except OSError as exc:
+        raise BadManifest(f"cannot read the manifest ({exc})", slide=manifest) from None
+    missing = {"slide_id", "path", "label"} - columns
+    if missing:
+        raise BadManifest(
+            f"missing column(s) {', '.join(sorted(missing))}",
+            slide=manifest,
+            hint="see data_manifests/README.md for the manifest format",
+        )
+    bad = [
+        f"row {i + 2} ({r['slide_id']}): label {r['label']!r}"
+        for i, r in enumerate(rows)
+        if r["label"] not in ("negative", "positive", "blank")
+    ]
+    if bad:
+        raise BadManifest(
+            "labels must be negative, positive or blank: " + "; ".join(bad[:10]), slide=manifest
+        )
+    return rows
+
+
+def calibrate_from_results(
+    manifest: str | Path,
+    results_dir: str | Path,
+    out: str | Path,
+    *,
+    target_sensitivity: float = 0.99,
+    confidence: float = 0.95,
+) -> CalibrationRun:
+    """Choose the threshold from screened, labelled slides and write calibration.json.
+
+    Manifest rows are matched to ``<results_dir>/slides/*/result.json`` by slide path (relative
+    to the manifest's folder). Blank slides, slides not screened and failed slides are left out
+    (and listed); slides screened but not scorable count as unscorable.
+    """
+    manifest = Path(manifest)
+    rows = _manifest_rows(manifest)
+    by_path: dict[str, dict[str, Any]] = {}
+    for p in sorted((Path(results_dir) / "slides").glob("*/result.json")):
+        r = _read_json(p)
+        if r is not None and isinstance(r.get("path"), str):
+            by_path[str(Path(r["path"]).resolve())] = r
+    scores: list[float | None] = []
+    labels: list[int] = []
+    used: list[str] = []
+    left_out: list[tuple[str, str]] = []
+    chosen: list[dict[str, Any]] = []
+    for row in rows:
+        sid = row["slide_id"]
+        if row["label"] == "blank":
+            left_out.append((sid, "blank slide (expected not assessable)"))
+            continue
+        r = by_path.get(str((manifest.parent / row["path"]).resolve()))
+        if r is None:
+            left_out.append((sid, "not screened into these results"))
+        elif r.get("status") != "ok":
+            left_out.append((sid, f"screening failed: {r.get('error')}"))
+        else:
+            chosen.append(r)
+            scores.append(r.get("score"))
+            labels.append(1 if row["label"] == "positive" else 0)
+            used.append(sid)
+    if not used:
+        raise BadCalibration(
+            "no labelled slide of the manifest was screened into these results",
+            slide=results_dir,
+            hint=f"run `cytoscreen screen <slides> --out {results_dir} --scores-only` first",
+        )
+    models = {str(r.get("model_id")) for r in chosen}
+    rules = {str(r.get("rule")) for r in chosen if r.get("rule")}
+    if len(models) != 1 or len(rules) > 1:
+        raise BadCalibration(
+            f"the screened slides mix models {sorted(models)} / rules {sorted(rules)}",
+            slide=results_dir,
+            hint="screen all calibration slides with one model and one aggregation rule",
+        )
+    rule = rules.pop() if rules else "unknown"
+    if rule.startswith("learned"):
+        raise BadCalibration(
+            "the learned rule needs its coefficients fitted; this command calibrates fixed rules",
+            slide=results_dir,
+            hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
+        )
+    digest = file_sha256(manifest)[:16]
+    cal = calibrate(
+        scores,
+        labels,
+        model_id=models.pop(),
+        rule=rule,
+        data_source=f"manifest {manifest.resolve()} (sha256 {digest}): {len(used)} slides "
+        f"screened into {Path(results_dir).resolve()}",
+        target_sensitivity=target_sensitivity,
+        confidence=confidence,
+    )
+    target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
+    return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -1,0 +1,70 @@
+"""``cytoscreen calibrate`` end to end: scores-only screen of a labelled set, then calibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cytoscreen.cli import app
+from cytoscreen.config import load_config
+from cytoscreen.pipeline import resolve_calibration, resolve_model
+from cytoscreen.slide import load_calibration
+from cytoscreen.synth import bundled_kit, make_slide_set
+
+
+def test_calibrate_from_a_screened_manifest(
+    tmp_path: Path, model_dir: Path, config_path: Path
+) -> None:
+    manifest = make_slide_set(
+        tmp_path / "set",
+        n_negative=2,
+        n_positive=2,
+        size=512,
+        n_blank=1,
+        kit=bundled_kit(),
+        splits=(1.0, 0.0, 0.0),
+    )
+    out = tmp_path / "results"
+    runner = CliRunner()
+    screened = runner.invoke(
+        app,
+        [
+            "screen",
+            str(manifest.parent / "slides"),
+            "--out",
+            str(out),
+            "--config",
+            str(config_path),
+            "--model",
+            str(model_dir),
+            "--scores-only",
+        ],
+    )
+    assert screened.exit_code == 0, screened.output
+    target = tmp_path / "calibration.json"
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            "--manifest",
+            str(manifest),
+            "--results",
+            str(out),
+            "--out",
+            str(target),
+            "--target",
+            "0.9",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cal = load_calibration(target)
+    assert (cal.tp + cal.fn, cal.tn + cal.fp, cal.n_slides) == (2, 2, 4)  # blank left out
+    assert cal.tp == 2  # the threshold meets the target on this set
+    assert str(manifest.resolve()) in cal.data_source
+    assert "sensitivity" in result.output and "CI" in result.output
+    assert "left out synth_0000_004: blank" in result.output
+    # the new calibration fits the model and the config it was made with
+    cfg = load_config(config_path)
+    choice = resolve_calibration(cfg, resolve_model(cfg, model_dir), target)
+    assert choice.calibration.threshold == cal.threshold
