@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cytoscreen.errors import ConfigError
+from cytoscreen.fsutil import write_text_atomic
 from cytoscreen.slide.settings import AggregationSettings, FieldSettings, TriageSettings
 from cytoscreen.types import MPP_MAX, MPP_MIN
 
@@ -166,8 +167,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def write_resolved(cfg: Config, out_dir: Path) -> Path:
     """Write the resolved config and its hash beside an output."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / "config.resolved.yaml"
     body = yaml.safe_dump(cfg.to_dict(), sort_keys=True)
-    target.write_text(f"# config hash: {cfg.hash()}\n{body}", encoding="utf-8")
-    return target
+    return write_text_atomic(
+        out_dir / "config.resolved.yaml", f"# config hash: {cfg.hash()}\n{body}"
+    )

@@ -64,3 +64,7 @@ class BadCalibration(CytoscreenError):
     default_hint = (
         "recalibrate with labelled validation slides scored by this model and aggregation rule"
     )
+
+
+class RunLocked(CytoscreenError):
+    """Another run holds the results folder's lock."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 import numpy as np
@@ -63,7 +63,7 @@ class PatchGrid:
         return int(self.coords.shape[0])
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """A slide's triage outcome. NOT_ASSESSABLE is never reported as NEGATIVE."""
 
     NEGATIVE = "negative"  # below the calibrated threshold: may be set aside

@@ -1,10 +1,10 @@
 """Batch plumbing for ``cytoscreen screen``: discovery and ids, atomic files, the run lock,
 crash isolation of native readers, and console progress."""
 
-from cytoscreen.batch.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from cytoscreen.batch.discover import SLIDE_EXTENSIONS, SlideInput, find_slides, slide_id
 from cytoscreen.batch.isolate import ChildCrashed, run_isolated
 from cytoscreen.batch.lock import RunLock
+from cytoscreen.fsutil import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = [
     "SLIDE_EXTENSIONS",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from cytoscreen.errors import CytoscreenError
+from cytoscreen.errors import RunLocked
 
 LOCK_NAME = ".screen.lock"
 UNREADABLE_GRACE_S = 30.0  # a lock still empty after this long was left by a crash
@@ -60,14 +60,14 @@ class RunLock:
         same_host = info.get("host") == socket.gethostname()
         return same_host and isinstance(pid, int) and not pid_alive(pid)
 
-    def _refuse(self) -> CytoscreenError:
+    def _refuse(self) -> RunLocked:
         info = self._read() or {}
         who = (
             f"process {info.get('pid')} on {info.get('host')} since {info.get('started')}"
             if info
             else "another process"
         )
-        return CytoscreenError(
+        return RunLocked(
             f"another cytoscreen screen run is using this results folder ({who})",
             slide=self.path.parent,
             hint=f"wait for it to finish or use another --out; if no such run exists any more, "

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-from cytoscreen.batch.atomic import write_bytes_atomic
+from cytoscreen.fsutil import write_bytes_atomic
 from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.tiling.foreground import read_thumbnail
 from cytoscreen.types import SuspiciousField

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from zarr.codecs import BloscCodec, ZstdCodec
 import cytoscreen
 from cytoscreen.config import TILING_SECTIONS, Config
 from cytoscreen.errors import CacheMismatch
+from cytoscreen.fsutil import write_json_atomic
 from cytoscreen.io import fast_backend, open_slide, slide_key
 from cytoscreen.io.base import SlideReader
 from cytoscreen.tiling.blocks import SlideSource, read_block
@@ -199,17 +198,7 @@ def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any
 
 
 def _mark_complete(path: Path, config_hash: str, n_patches: int) -> None:
-    body = json.dumps({"config_hash": config_hash, "n_patches": n_patches})
-    fd, tmp = tempfile.mkstemp(prefix=".COMPLETE-", dir=path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path / COMPLETE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path / COMPLETE, {"config_hash": config_hash, "n_patches": n_patches})
 
 
 def write_chunk(
