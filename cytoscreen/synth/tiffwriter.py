@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +52,7 @@ def write_pyramidal_tiff(
     bigtiff = width * height * 3 > 2**31
     with tifffile.TiffWriter(path, bigtiff=bigtiff) as tw:
         for level, (w, h) in enumerate(dims):
-            kwargs: dict[str, object] = {}
+            kwargs: dict[str, Any] = {}
             if mpp is not None:
                 px_per_cm = 1e4 / (mpp * factor**level)
                 kwargs.update(resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")

@@ -55,9 +55,17 @@ def slide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     comma and quotes, in a sub-folder."""
     root = tmp_path_factory.mktemp("slides")
     kit = bundled_kit()
-    generate_slide(root / "negative.tiff", SlideSpec(size=768, label="negative", seed=1), kit)
     generate_slide(
-        root / "positive.tiff", SlideSpec(size=768, label="positive", seed=2, n_abnormal=4), kit
+        root / "negative.tiff",
+        SlideSpec(size=768, label="negative", seed=1, cell_bearing=0.4, clustering=0.0),
+        kit,
+    )
+    generate_slide(
+        root / "positive.tiff",
+        SlideSpec(
+            size=768, label="positive", seed=2, n_abnormal=4, cell_bearing=0.4, clustering=0.0
+        ),
+        kit,
     )
     generate_slide(root / "blank.tiff", SlideSpec(size=512, label="blank", seed=3), kit)
     (root / "broken.svs").write_bytes(b"not a slide at all" * 64)

@@ -24,6 +24,8 @@ def test_calibrate_from_a_screened_manifest(
         n_blank=1,
         kit=bundled_kit(),
         splits=(1.0, 0.0, 0.0),
+        cell_bearing=0.4,
+        clustering=0.0,
     )
     out = tmp_path / "results"
     runner = CliRunner()

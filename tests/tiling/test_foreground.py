@@ -126,7 +126,11 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
     inside = total = 0
     for seed, label in [(2, "positive"), (3, "blank")]:
         slide = tmp_path / f"{label}.tif"
-        truth = generate_slide(slide, SlideSpec(size=2560, seed=seed, label=label), kit)
+        truth = generate_slide(
+            slide,
+            SlideSpec(size=2560, seed=seed, label=label, cell_bearing=0.4, clustering=0.0),
+            kit,
+        )
         cache = open_cache(tile_slide(slide, Config(), tmp_path / "cache"))
         if label == "blank":
             assert len(cache) == 0

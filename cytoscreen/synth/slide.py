@@ -1,0 +1,223 @@
+"""``generate_slide``: a realistic liquid-based Pap slide from real cells, with ground truth.
+
+Writes ``<name>.tiff`` (pyramidal tiled JPEG, openslide/tiffslide readable, mpp in the
+resolution tags), ``<name>.cells.json`` (every placed cell) and ``<name>.geojson`` (the same
+cells as QuPath-importable annotations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from cytoscreen.synth.kit import CellKit, severity
+from cytoscreen.synth.layout import Layout, SlideSpec, plan_layout
+from cytoscreen.synth.render import SlideRenderer
+from cytoscreen.synth.tiffwriter import write_pyramidal_tiff
+
+SEP = (",", ":")  # compact JSON
+# QuPath-style display colours per Bethesda class
+CLASS_COLORS: dict[str, tuple[int, int, int]] = {
+    "NILM": (60, 160, 60),
+    "ASC-US": (240, 200, 0),
+    "LSIL": (250, 140, 0),
+    "ASC-H": (230, 90, 30),
+    "HSIL": (210, 30, 30),
+    "SCC": (140, 0, 90),
+}
+
+
+@dataclass(frozen=True)
+class CellTruth:
+    x: float  # level-0 centre (nucleus of the source crop)
+    y: float
+    bbox: tuple[int, int, int, int]  # level-0 x0, y0, x1, y1 (exclusive)
+    bethesda: str
+    abnormal: bool
+    cric_cell_id: int
+
+
+@dataclass(frozen=True)
+class SlideTruth:
+    """Ground truth of one generated slide."""
+
+    slide: str  # file name of the slide
+    width: int
+    height: int
+    mpp: float | None
+    label: str  # negative | positive | blank
+    worst_bethesda: str | None  # None for a blank slide; NILM for a negative one
+    seed: int
+    circle: tuple[float, float, float]
+    cells: tuple[CellTruth, ...]
+
+    @property
+    def n_abnormal(self) -> int:
+        return sum(c.abnormal for c in self.cells)
+
+    def summary(self) -> dict[str, Any]:
+        """Every field but the cells, plus the cell counts."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cells"}
+        d["circle"] = list(self.circle)
+        d["n_cells"] = len(self.cells)
+        d["n_abnormal"] = self.n_abnormal
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "cells": [asdict(c) for c in self.cells]}
+
+
+def slide_label(cells: tuple[CellTruth, ...]) -> tuple[str, str | None]:
+    """The labelling rule: blank (no cells), positive (>= 1 abnormal) or negative."""
+    if not cells:
+        return "blank", None
+    worst = max((c.bethesda for c in cells), key=severity)
+    return ("positive" if worst != "NILM" else "negative"), worst
+
+
+def layout_truth(layout: Layout, kit: CellKit, spec: SlideSpec, name: str) -> SlideTruth:
+    """Ground truth from a layout (cells only; background sprites are not cells)."""
+    boxes = kit.alpha_boxes()
+    crop = float(kit.images.shape[1])
+    cells = []
+    for i in np.flatnonzero(layout.is_cell):
+        s = int(layout.sprite[i])
+        sc = float(layout.scale[i])
+        b = boxes[s][int(layout.orient[i])]
+        x, y = float(layout.cx[i]), float(layout.cy[i])
+        x0, y0 = x + (b[0] - crop / 2) * sc, y + (b[1] - crop / 2) * sc
+        x1, y1 = x + (b[2] - crop / 2) * sc, y + (b[3] - crop / 2) * sc
+        cells.append(
+            CellTruth(
+                x=round(x, 1),
+                y=round(y, 1),
+                bbox=(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))),
+                bethesda=kit.bethesda[s],
+                abnormal=bool(kit.bethesda[s] != "NILM"),
+                cric_cell_id=int(kit.cell_ids[s]),
+            )
+        )
+    cells.sort(key=lambda c: (-severity(c.bethesda), c.y, c.x))
+    label, worst = slide_label(tuple(cells))
+    return SlideTruth(
+        slide=name,
+        width=layout.width,
+        height=layout.height,
+        mpp=spec.mpp,
+        label=label,
+        worst_bethesda=worst,
+        seed=spec.seed,
+        circle=layout.circle,
+        cells=tuple(cells),
+    )
+
+
+def _feature(c: CellTruth) -> dict[str, Any]:
+    x0, y0, x1, y1 = c.bbox
+    return {
+        "type": "Feature",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+        },
+        "properties": {
+            "objectType": "annotation",
+            "classification": {"name": c.bethesda, "color": list(CLASS_COLORS[c.bethesda])},
+            "isLocked": False,
+            "cric_cell_id": c.cric_cell_id,
+            "abnormal": c.abnormal,
+            "centre": [c.x, c.y],
+        },
+    }
+
+
+def truth_geojson(truth: SlideTruth) -> dict[str, Any]:
+    """QuPath-importable FeatureCollection: one rectangle annotation per cell."""
+    return {"type": "FeatureCollection", "features": [_feature(c) for c in truth.cells]}
+
+
+def write_truth(truth: SlideTruth, json_path: Path, geo_path: Path) -> None:
+    """Stream ``.cells.json`` and ``.geojson`` cell by cell (a full slide has ~10^6 cells)."""
+    head = truth.summary()
+    with json_path.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(head, separators=SEP)[:-1] + ',"cells":[')
+        for k, c in enumerate(truth.cells):
+            fh.write(("," if k else "") + json.dumps(asdict(c), separators=SEP))
+        fh.write("]}")
+    with geo_path.open("w", encoding="utf-8") as fh:
+        fh.write('{"type":"FeatureCollection","features":[')
+        for k, c in enumerate(truth.cells):
+            fh.write(("," if k else "") + json.dumps(_feature(c), separators=SEP))
+        fh.write("]}")
+
+
+def truth_paths(slide_path: str | Path) -> tuple[Path, Path]:
+    """``<slide>.cells.json`` and ``<slide>.geojson`` beside a slide (suffix replaced)."""
+    p = Path(slide_path)
+    stem = p.with_suffix("")
+    return stem.with_name(stem.name + ".cells.json"), stem.with_name(stem.name + ".geojson")
+
+
+def generate_slide(
+    out_path: str | Path, spec: SlideSpec, kit: CellKit, *, cache_mb: float = 384.0
+) -> SlideTruth:
+    """Write one synthetic slide and its ground truth; returns the truth.
+
+    Rendering is region by region at every pyramid level, so memory stays bounded at any
+    size (a 20 mm preparation at 0.25 um/px is 80,000 x 80,000 px).
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    layout = plan_layout(spec, kit, kit.footprints())
+    truth = layout_truth(layout, kit, spec, out_path.name)
+    renderer = SlideRenderer(layout, kit, seed=spec.seed, cache_mb=cache_mb)
+    desc = (
+        f"cytoscreen synthetic liquid-based Pap slide; label={truth.label}; "
+        f"worst={truth.worst_bethesda}; seed={spec.seed}; cells from CRIC (Rezende et al. 2021)"
+    )
+    with threadpool_limits(1):  # tiny matrix products: BLAS threads only add overhead
+        write_pyramidal_tiff(
+            out_path,
+            layout.width,
+            layout.height,
+            renderer.render,
+            mpp=spec.mpp,
+            tile=spec.tile,
+            quality=spec.quality,
+            description=desc,
+        )
+    json_path, geo_path = truth_paths(out_path)
+    write_truth(truth, json_path, geo_path)
+    return truth
+
+
+def load_truth(path: str | Path) -> SlideTruth:
+    """Read a ``.cells.json`` written by ``generate_slide``."""
+    d = json.loads(Path(path).read_text(encoding="utf-8"))
+    cells = tuple(
+        CellTruth(
+            x=c["x"],
+            y=c["y"],
+            bbox=tuple(c["bbox"]),
+            bethesda=c["bethesda"],
+            abnormal=c["abnormal"],
+            cric_cell_id=c["cric_cell_id"],
+        )
+        for c in d["cells"]
+    )
+    return SlideTruth(
+        slide=d["slide"],
+        width=d["width"],
+        height=d["height"],
+        mpp=d["mpp"],
+        label=d["label"],
+        worst_bethesda=d["worst_bethesda"],
+        seed=d["seed"],
+        circle=tuple(d["circle"]),
+        cells=cells,
+    )
