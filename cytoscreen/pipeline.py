@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 import zarr
 
 import cytoscreen
@@ -39,7 +38,6 @@ from cytoscreen.errors import (
     BadCalibration,
     BadCheckpoint,
     BadManifest,
-    CacheMismatch,
     ConfigError,
     CytoscreenError,
 )
@@ -56,7 +54,7 @@ from cytoscreen.slide import (
     rule_label,
     score_slide,
 )
-from cytoscreen.tiling import open_cache, tile_slide
+from cytoscreen.tiling import PatchCache, open_cache, tile_slide
 from cytoscreen.types import TriageDecision
 
 if TYPE_CHECKING:
@@ -173,21 +171,9 @@ def resolve_calibration(
 # ---------------------------------------------------------------- per-slide stages
 
 
-def estimate_cellularity(store: Path, valid: npt.NDArray[np.bool_]) -> int:
-    """Squamous cells on the slide: the sum of the cache's per-patch ``nuclei`` counts.
-
-    The one place cellularity is estimated. Caches written before the tiler counted nuclei
-    have no ``nuclei`` array: they give 0, so set ``triage.min_cellularity`` low for them.
-    """
-    root = zarr.open_group(store, mode="r")
-    if "nuclei" not in root:
-        return 0
-    nuclei = np.asarray(root["nuclei"][:], dtype=np.float64)  # type: ignore[index]
-    if nuclei.shape != valid.shape:
-        raise CacheMismatch(
-            f"nuclei array has {nuclei.shape[0]} rows for {valid.shape[0]} patches", slide=store
-        )
-    return int(np.nansum(nuclei[valid]))
+def estimate_cellularity(cache: PatchCache) -> int:
+    """Cells on the slide: nuclei counted by the tiler in the patches that could be read."""
+    return int(cache.nuclei[cache.valid].sum())
 
 
 def _adequacy(attrs: dict[str, Any], cfg: Config) -> Adequacy:
@@ -299,7 +285,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         prob,
         cache.coords,
         size_l0,
-        cellularity=estimate_cellularity(store, cache.valid),
+        cellularity=estimate_cellularity(cache),
         settings=cfg.aggregation,
         field_settings=cfg.fields,
         learned=cal.learned if cal else None,

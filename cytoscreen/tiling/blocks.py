@@ -20,6 +20,7 @@ import numpy.typing as npt
 from cytoscreen.io import open_slide
 from cytoscreen.io.base import RGBArray, SlideReader
 from cytoscreen.io.resolution import plan_read, resample
+from cytoscreen.tiling.nuclei import count_per_patch
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class SlideSource:
     target_mpp: float
     patch_px: int
     tolerance: float
+    stride_px: int = 0  # patch stride at the target mpp (0: patches do not overlap)
 
 
 _local = threading.local()
@@ -86,10 +88,12 @@ def cut_patches(canvas: RGBArray, offsets: npt.NDArray[np.int64], patch_px: int)
     return out
 
 
-def read_block(
-    source: SlideSource, coords: npt.NDArray[np.int64]
-) -> tuple[Patches, npt.NDArray[np.bool_]]:
-    """Patches at level-0 ``coords`` (top-left corners) and whether each could be read.
+Block = tuple[Patches, npt.NDArray[np.bool_], npt.NDArray[np.int32]]
+
+
+def read_block(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
+    """Patches at level-0 ``coords`` (top-left corners), whether each could be read, and the
+    number of nuclei counted in each (``cytoscreen.tiling.nuclei``).
 
     A failed read (corrupt tile, truncated file) does not stop the slide: the block's patches
     come back white with ``valid`` False, so they are never scored as real tissue.
@@ -110,7 +114,9 @@ def read_block(
         )
         region = reader.read_region(plan.location, plan.level, plan.size)
         canvas = resample(region, plan.out_size)
-        return cut_patches(canvas, offsets, p), np.ones(n, dtype=np.bool_)
+        stride = source.stride_px or p
+        nuclei = count_per_patch(canvas, source.target_mpp, offsets, p, stride)
+        return cut_patches(canvas, offsets, p), np.ones(n, dtype=np.bool_), nuclei
     except Exception as exc:  # noqa: BLE001 - any reader failure marks the block invalid
         log.warning(
             "%s: could not read %d patches at level-0 %s (%s); they are marked invalid",
@@ -119,4 +125,8 @@ def read_block(
             tuple(int(v) for v in np.asarray(coords).reshape(-1, 2).min(axis=0)) if n else (),
             exc,
         )
-        return np.full((n, p, p, 3), 255, dtype=np.uint8), np.zeros(n, dtype=np.bool_)
+        return (
+            np.full((n, p, p, 3), 255, dtype=np.uint8),
+            np.zeros(n, dtype=np.bool_),
+            np.zeros(n, dtype=np.int32),
+        )

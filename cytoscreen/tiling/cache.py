@@ -45,7 +45,7 @@ from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
 from cytoscreen.types import PatchGrid
 
-FORMAT = 1
+FORMAT = 2  # 2: per-patch nuclei counts
 COMPLETE = "COMPLETE"
 ATTR_KEY = "cytoscreen"
 ProgressFn = Callable[[int, int], None]  # (patches done, patches total)
@@ -61,6 +61,7 @@ class PatchCache:
     coords: npt.NDArray[np.int64]
     foreground: npt.NDArray[np.float32]
     valid: npt.NDArray[np.bool_]
+    nuclei: npt.NDArray[np.int32]
     attrs: dict[str, Any]
     is_complete: bool
 
@@ -104,6 +105,7 @@ def open_cache(path: str | Path) -> PatchCache:
         coords = np.asarray(_array(group, "coords")[:], dtype=np.int64)
         foreground = np.asarray(_array(group, "foreground")[:], dtype=np.float32)
         valid = np.asarray(_array(group, "valid")[:], dtype=np.bool_)
+        nuclei = np.asarray(_array(group, "nuclei")[:], dtype=np.int32)
     except (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
         raise CacheMismatch(f"not a cytoscreen patch cache ({exc})", slide=p) from exc
     record = _complete_record(p)
@@ -112,7 +114,7 @@ def open_cache(path: str | Path) -> PatchCache:
         and record.get("config_hash") == attrs.get("config_hash")
         and record.get("n_patches") == attrs.get("n_patches")
     )
-    return PatchCache(p, images, coords, foreground, valid, attrs, complete)
+    return PatchCache(p, images, coords, foreground, valid, nuclei, attrs, complete)
 
 
 def _versions(backend: str) -> dict[str, str]:
@@ -136,7 +138,7 @@ def _matches(path: Path, key: str, config_hash: str) -> bool:
         n = attrs.get("n_patches")
         shapes_ok = all(
             _array(group, name).shape[0] == n
-            for name in ("images", "coords", "foreground", "valid")
+            for name in ("images", "coords", "foreground", "valid", "nuclei")
         )
         return bool(
             shapes_ok
@@ -188,6 +190,7 @@ def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any
     coords = group.create_array("coords", shape=(n, 2), dtype="int64", fill_value=0)
     fg = group.create_array("foreground", shape=(n,), dtype="float32", fill_value=0.0)
     group.create_array("valid", shape=(n,), chunks=(cp,), dtype="bool", fill_value=False)
+    group.create_array("nuclei", shape=(n,), chunks=(cp,), dtype="int32", fill_value=0)
     group.create_array(
         "chunk_done", shape=(math.ceil(n / cp),), chunks=(1,), dtype="uint8", fill_value=0
     )
@@ -212,12 +215,15 @@ def write_chunk(
     first = blocks[0][1][0]
     images = np.empty((stop - start, *first.shape[1:]), dtype=np.uint8)
     valid = np.zeros(stop - start, dtype=np.bool_)
-    for b_start, (patches, ok) in blocks:
+    nuclei = np.zeros(stop - start, dtype=np.int32)
+    for b_start, (patches, ok, counts) in blocks:
         lo, hi = max(start, b_start), min(stop, b_start + len(patches))
         images[lo - start : hi - start] = patches[lo - b_start : hi - b_start]
         valid[lo - start : hi - start] = ok[lo - b_start : hi - b_start]
+        nuclei[lo - start : hi - start] = counts[lo - b_start : hi - b_start]
     _array(group, "images")[start:stop] = images
     _array(group, "valid")[start:stop] = valid
+    _array(group, "nuclei")[start:stop] = nuclei
     _array(group, "chunk_done")[chunk] = 1
     return stop - start
 
@@ -391,6 +397,7 @@ def tile_slide(
         target_mpp=cfg.tiling.target_mpp,
         patch_px=cfg.tiling.patch_size,
         tolerance=cfg.tiling.level_tolerance,
+        stride_px=cfg.tiling.patch_size - cfg.tiling.overlap,
     )
     n, cp = len(coords), cfg.cache.chunk_patches
     writes = _graph(out, source, coords, block_starts, cp, f"{key}-{config_hash}")

@@ -57,7 +57,7 @@ def test_layout_attrs_and_complete_marker(cells_slide: Slide, small_cfg: Config,
     assert np.all(values(out, "chunk_done") == 1)
     assert cache.valid.all() and cache.coords.dtype == np.int64
     a = cache.attrs
-    assert a["format"] == 1 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
+    assert a["format"] == 2 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
     assert a["config_hash"] == small_cfg.hash(*TILING_SECTIONS)
     assert set(a["config"]) == set(TILING_SECTIONS)
     assert a["mpp"] == pytest.approx(0.25) and a["size_l0"] == pytest.approx(448.0)

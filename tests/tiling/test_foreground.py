@@ -144,6 +144,9 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
             & (c[:, None, 1] < xy[None, :, 1] + s)
         ).any(axis=1)
         inside, total = inside + int(hit.sum()), total + len(c)
+        # cellularity: the tiler's nucleus count is an estimate of the cells placed
+        counted = int(cache.nuclei[cache.valid].sum())
+        assert 0.5 * len(c) <= counted <= 1.5 * len(c), (counted, len(c))
         # the mask is selective: the slide's empty margins outside the cell circle are skipped
         from cytoscreen.tiling.grid import grid_positions
 
