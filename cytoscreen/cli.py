@@ -183,9 +183,6 @@ def screen(
     workers: Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")] = None,
 ) -> None:
     """Screen slides: tile, score, decide, and write fields, pictures and summary.csv."""
-    from cytoscreen.batch.progress import RichObserver, summary_table
-    from cytoscreen.pipeline import screen as run_screen
-
     cfg = _config(
         config,
         **{
@@ -195,6 +192,21 @@ def screen(
             "cache.workers": workers,
         },
     )
+    _run_screen(cfg, slides, out, cache, model, calibration, scores_only)
+
+
+def _run_screen(
+    cfg: Config,
+    slides: list[Path],
+    out: Path,
+    cache: Path | None,
+    model: Path | None = None,
+    calibration: Path | None = None,
+    scores_only: bool = False,
+) -> None:
+    from cytoscreen.batch.progress import RichObserver, summary_table
+    from cytoscreen.pipeline import screen as run_screen
+
     try:
         with RichObserver(err_console) as observer:
             report = run_screen(
@@ -256,3 +268,58 @@ def calibrate(
     for w in cal.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     console.print(f"wrote {run.path}", highlight=False)
+
+
+@app.command("make-slides")
+def make_slides(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for slides + manifest.csv.")],
+    negative: Annotated[int, typer.Option(help="Negative (NILM-only) slides.")] = 4,
+    positive: Annotated[int, typer.Option(help="Positive slides (>= 1 abnormal cell).")] = 4,
+    blank: Annotated[int, typer.Option(help="Blank slides (no cells: not assessable).")] = 1,
+    size: Annotated[int, typer.Option(help="Slide side in level-0 pixels (0.25 um/px).")] = 8192,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same slides).")] = 0,
+    cells: Annotated[
+        Path | None,
+        typer.Option("--cells", help="CRIC folder with manifest.csv (default: ../shared or kit)."),
+    ] = None,
+) -> None:
+    """Generate a labelled set of synthetic slides (real CRIC cells) with a manifest CSV."""
+    from cytoscreen.synth import load_cell_kit, make_slide_set
+
+    try:
+        kit = load_cell_kit(cells)
+        with err_console.status(f"writing {negative + positive + blank} slides into {out}"):
+            manifest = make_slide_set(
+                out, negative, positive, size, seed=seed, kit=kit, n_blank=blank
+            )
+    except (CytoscreenError, ValueError, OSError) as err:
+        raise _fail(err) from None
+    console.print(f"cells from: {kit.source}", highlight=False)
+    console.print(f"wrote {manifest}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo_out"),
+) -> None:
+    """Build five small demo slides and screen them with the bundled model."""
+    from cytoscreen.demo import DEMO_SLIDES, build_demo_slides, demo_config
+    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+
+    slides_dir = out / "slides"
+    with err_console.status(f"building {len(DEMO_SLIDES)} demo slides in {slides_dir}"):
+        paths = build_demo_slides(slides_dir)
+    console.print(f"demo slides: {', '.join(p.name for p in paths)} in {slides_dir}")
+    cfg, note = demo_config()
+    console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if not (DEFAULT_MODEL_DIR / "card.json").is_file():
+        console.print("no bundled model installed yet: tiling only", highlight=False)
+        tile(paths, out=out / "cache")
+        return
+    results = out / "results"
+    _run_screen(cfg, [slides_dir], results, out / "cache")
+    console.print(
+        f"open {results / 'summary.csv'} (spreadsheet) and the heatmaps in "
+        f"{results / 'slides'}/<slide>/heatmap.png",
+        highlight=False,
+    )
