@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,7 @@ from cytoscreen.tiling.nuclei import count_per_patch
 
 log = logging.getLogger(__name__)
 
-Patches = npt.NDArray[np.uint8]  # (n, P, P, 3)
+Patches = Sequence[npt.NDArray[np.uint8]]  # n arrays of (P, P, 3), often views of one canvas
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,9 @@ def patch_offsets(coords: npt.NDArray[np.int64], ratio: float) -> npt.NDArray[np
 
 
 def cut_patches(canvas: RGBArray, offsets: npt.NDArray[np.int64], patch_px: int) -> Patches:
-    """Cut ``patch_px`` squares at (x, y) ``offsets`` out of ``canvas``."""
-    out = np.empty((len(offsets), patch_px, patch_px, 3), dtype=np.uint8)
-    for i, (x, y) in enumerate(offsets):
-        out[i] = canvas[y : y + patch_px, x : x + patch_px]
-    return out
+    """``patch_px`` squares at (x, y) ``offsets`` of ``canvas``, as views (copied once, when
+    the write task gathers them into a chunk)."""
+    return [canvas[y : y + patch_px, x : x + patch_px] for x, y in offsets.tolist()]
 
 
 Block = tuple[Patches, npt.NDArray[np.bool_], npt.NDArray[np.int32]]
@@ -126,7 +125,7 @@ def read_block(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
             exc,
         )
         return (
-            np.full((n, p, p, 3), 255, dtype=np.uint8),
+            [np.full((p, p, 3), 255, dtype=np.uint8)] * n,
             np.zeros(n, dtype=np.bool_),
             np.zeros(n, dtype=np.int32),
         )

@@ -17,7 +17,8 @@ NUCLEUS_OD = 0.35  # mean optical density of nuclear chromatin (per channel)
 MIN_AREA_UM2 = 12.0  # smaller dark specks are debris or bacteria
 CLUSTER_AREA_UM2 = 150.0  # a blob larger than this is several nuclei
 NUCLEUS_AREA_UM2 = 60.0  # typical nucleus area used to split clusters
-_OD = (-np.log10((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
+# mean OD of (r, g, b) > NUCLEUS_OD  <=>  (r+1)(g+1)(b+1) < 256^3 * 10^(-3 * NUCLEUS_OD)
+_MAX_PRODUCT = int(256.0**3 * 10.0 ** (-3.0 * NUCLEUS_OD))
 
 
 def nuclei_centres(
@@ -30,19 +31,18 @@ def nuclei_centres(
     """
     step = max(1, int(round(WORK_MPP / mpp)))
     sub = rgb[::step, ::step]
-    r, g, b = sub[..., 0], sub[..., 1], sub[..., 2]
-    dark = (_OD[r] + _OD[g] + _OD[b] > 3 * NUCLEUS_OD) & (
-        b.astype(np.int16) >= r.astype(np.int16) - 10
-    )
+    r, g, b = (sub[..., i].astype(np.int32) for i in range(3))
+    dark = ((r + 1) * (g + 1) * (b + 1) < _MAX_PRODUCT) & (b >= r - 10)
     labels, n = ndi.label(dark)
     empty = np.zeros(0)
     if n == 0:
         return empty, empty, empty
     flat = labels.ravel()
-    rows, cols = np.indices(labels.shape, dtype=np.float64)
-    area = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
-    cx = np.bincount(flat, weights=cols.ravel(), minlength=n + 1)[1:] / area
-    cy = np.bincount(flat, weights=rows.ravel(), minlength=n + 1)[1:] / area
+    where = np.flatnonzero(flat)  # only the dark pixels carry weight
+    lab = flat[where]
+    area = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
+    cx = np.bincount(lab, weights=where % labels.shape[1], minlength=n + 1)[1:] / area
+    cy = np.bincount(lab, weights=where // labels.shape[1], minlength=n + 1)[1:] / area
     area_um2 = area * (mpp * step) ** 2
     keep = area_um2 >= MIN_AREA_UM2
     weight = np.where(area_um2 > CLUSTER_AREA_UM2, np.round(area_um2 / NUCLEUS_AREA_UM2), 1.0)
