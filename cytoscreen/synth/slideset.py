@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +74,24 @@ def make_slide_set(
     mpp: float | None = 0.25,
     cell_bearing: float | None = None,
     clustering: float | None = None,
+    cell_splits: Mapping[str, Iterable[int]] | None = None,
 ) -> Path:
     """Write slides, their ground truth and ``manifest.csv`` into ``out_dir``; return the manifest.
 
     Slides of each label are spread over the splits in the given proportions; each split's
-    slides are drawn only from that split's cells. Blank slides (no cells) go to ``test``
+    slides are drawn only from that split's cells. ``cell_splits`` gives the partition of
+    cric_cell_ids explicitly (e.g. the model's training splits in data_manifests/cric_splits.json)
+    instead of drawing one from ``seed``. Blank slides (no cells) go to ``test``
     with worst_bethesda empty: a pipeline should call them not assessable.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kit = kit if kit is not None else load_cell_kit()
-    cells = split_cells(kit, splits, seed)
+    cells = (
+        {s: frozenset(int(i) for i in cell_splits.get(s, ())) for s in SPLITS}
+        if cell_splits is not None
+        else split_cells(kit, splits, seed)
+    )
     kits = {s: kit.subset(ids, source=f"{kit.source} [{s}]") for s, ids in cells.items()}
     plan: list[tuple[str, str]] = []
     for label, n in (("negative", n_negative), ("positive", n_positive)):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,20 @@ def test_make_slide_set_writes_a_manifest_with_disjoint_splits(
     tr, va, te = cells_by_split["train"], cells_by_split["val"], cells_by_split["test"]
     assert tr and va and te
     assert not tr & va and not tr & te and not va & te
+
+
+def test_explicit_cell_splits_are_respected(tmp_path: Path, kit: CellKit) -> None:
+    ids = sorted(set(int(i) for i in kit.cell_ids))
+    val = set(ids[::2])
+    manifest = make_slide_set(
+        tmp_path, n_negative=1, n_positive=1, size=512, seed=2, kit=kit,
+        splits=(0.0, 1.0, 0.0), cell_bearing=0.4, clustering=0.0,
+        cell_splits={"train": set(ids) - val, "val": val, "test": set()},
+    )  # fmt: skip
+    with manifest.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["split"] for r in rows} == {"val"}
+    for r in rows:
+        truth = json.loads((tmp_path / r["ground_truth"]).read_text())
+        used = {c["cric_cell_id"] for c in truth["cells"]}
+        assert used and used <= val
