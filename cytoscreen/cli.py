@@ -239,7 +239,7 @@ def calibrate(
     ] = 0.99,
 ) -> None:
     """Choose the slide threshold for a target sensitivity from screened, labelled slides."""
-    from cytoscreen.pipeline import calibrate_from_results
+    from cytoscreen.calibration import calibrate_from_results
 
     try:
         run = calibrate_from_results(manifest, results, out, target_sensitivity=target)

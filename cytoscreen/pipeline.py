@@ -1,7 +1,7 @@
-"""The batch driver: ``screen`` a folder of slides, ``calibrate_from_results`` a labelled set.
+"""The batch driver: ``screen`` a folder of slides.
 
 Per slide: tile (in a child process, so a native reader crash fails only that slide), score
-(in this process), aggregate, pick field-of-view sized fields, decide, then write the field
+(in this process), aggregate and pick the suspicious fields, decide, then write the field
 tables and pictures into ``<out>/slides/<id>/``. A slide already finished with the same slide
 content, configuration, model and calibration is skipped; failed ones are retried. The
 summaries (``summary.csv``, ``results.json``) are rebuilt from every ``result.json`` present.
@@ -9,10 +9,6 @@ summaries (``summary.csv``, ``results.json``) are rebuilt from every ``result.js
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import hashlib
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -28,7 +24,9 @@ import cytoscreen
 from cytoscreen.batch import (
     RunLock,
     SlideInput,
+    file_sha256,
     find_slides,
+    read_json_object,
     run_isolated,
     write_json_atomic,
     write_text_atomic,
@@ -37,18 +35,16 @@ from cytoscreen.config import CacheConfig, Config, write_resolved
 from cytoscreen.errors import (
     BadCalibration,
     BadCheckpoint,
-    BadManifest,
     ConfigError,
     CytoscreenError,
 )
 from cytoscreen.io import slide_key
-from cytoscreen.outputs import fields_csv, fields_geojson, fields_json_rows, select_fields
+from cytoscreen.outputs import fields_csv, fields_geojson, fields_json_rows
 from cytoscreen.outputs.images import render_slide_images
 from cytoscreen.outputs.summary import sort_key, summary_csv
 from cytoscreen.slide import (
     Adequacy,
     Calibration,
-    calibrate,
     decide,
     load_calibration,
     rule_label,
@@ -95,14 +91,6 @@ class CalibrationChoice:
             "rule": self.calibration.rule,
             "target_sensitivity": self.calibration.target_sensitivity,
         }
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
@@ -227,14 +215,6 @@ class _Run:
         }
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _decision_fields(decision: TriageDecision | None) -> dict[str, Any]:
     if decision is None:
         return {
@@ -289,10 +269,6 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         settings=cfg.aggregation,
         field_settings=cfg.fields,
         learned=cal.learned if cal else None,
-    )
-    # field-of-view sized fields instead of the transitive merge of find_fields
-    sscore = dataclasses.replace(
-        sscore, fields=select_fields(prob, cache.coords, size_l0, cfg.fields)
     )
     decision = decide(sscore, cal, _adequacy(cache.attrs, cfg), cfg.triage) if cal else None
     rows = fields_json_rows(sscore.fields)
@@ -383,7 +359,7 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
     try:
         key = slide_key(slide.path, mpp_override=run.cfg.reader.mpp_override)
         base["slide_key"] = key
-        previous = _read_json(out / "result.json")
+        previous = read_json_object(out / "result.json")
         if (
             previous is not None
             and previous.get("status") == "ok"
@@ -457,7 +433,7 @@ def write_summaries(out_dir: Path, run_info: dict[str, Any]) -> list[dict[str, A
     results = [
         r
         for p in sorted((out_dir / "slides").glob("*/result.json"))
-        if (r := _read_json(p)) is not None
+        if (r := read_json_object(p)) is not None
     ]
     results.sort(key=sort_key)
     write_text_atomic(out_dir / "summary.csv", summary_csv(results))
@@ -482,7 +458,8 @@ def screen(
 
     Writes ``<out_dir>/slides/<id>/`` per slide, ``summary.csv``, ``results.json``,
     ``run.json`` and ``config.resolved.yaml``. ``scores_only`` screens without a calibration
-    (no triage outcome): the first step towards ``calibrate_from_results``. Raises for problems
+    (no triage outcome): the first step towards
+    :func:`cytoscreen.calibration.calibrate_from_results`. Raises for problems
     of the whole run (no model, no calibration, folder locked, no slides); a problem with one
     slide is recorded as that slide's failure.
 
@@ -536,118 +513,3 @@ def screen(
         write_summaries(out, info)
     results.sort(key=sort_key)
     return ScreenReport(out, results, skipped)
-
-
-# ---------------------------------------------------------------- calibration from results
-
-
-@dataclass(frozen=True)
-class CalibrationRun:
-    calibration: Calibration
-    path: Path
-    used: tuple[str, ...]  # manifest slide_ids used
-    left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
-
-
-def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
-    try:
-        with manifest.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = set(reader.fieldnames or ())
-    except OSError as exc:
-        raise BadManifest(f"cannot read the manifest ({exc})", slide=manifest) from None
-    missing = {"slide_id", "path", "label"} - columns
-    if missing:
-        raise BadManifest(
-            f"missing column(s) {', '.join(sorted(missing))}",
-            slide=manifest,
-            hint="see data_manifests/README.md for the manifest format",
-        )
-    bad = [
-        f"row {i + 2} ({r['slide_id']}): label {r['label']!r}"
-        for i, r in enumerate(rows)
-        if r["label"] not in ("negative", "positive", "blank")
-    ]
-    if bad:
-        raise BadManifest(
-            "labels must be negative, positive or blank: " + "; ".join(bad[:10]), slide=manifest
-        )
-    return rows
-
-
-def calibrate_from_results(
-    manifest: str | Path,
-    results_dir: str | Path,
-    out: str | Path,
-    *,
-    target_sensitivity: float = 0.99,
-    confidence: float = 0.95,
-) -> CalibrationRun:
-    """Choose the threshold from screened, labelled slides and write calibration.json.
-
-    Manifest rows are matched to ``<results_dir>/slides/*/result.json`` by slide path (relative
-    to the manifest's folder). Blank slides, slides not screened and failed slides are left out
-    (and listed); slides screened but not scorable count as unscorable.
-    """
-    manifest = Path(manifest)
-    rows = _manifest_rows(manifest)
-    by_path: dict[str, dict[str, Any]] = {}
-    for p in sorted((Path(results_dir) / "slides").glob("*/result.json")):
-        r = _read_json(p)
-        if r is not None and isinstance(r.get("path"), str):
-            by_path[str(Path(r["path"]).resolve())] = r
-    scores: list[float | None] = []
-    labels: list[int] = []
-    used: list[str] = []
-    left_out: list[tuple[str, str]] = []
-    chosen: list[dict[str, Any]] = []
-    for row in rows:
-        sid = row["slide_id"]
-        if row["label"] == "blank":
-            left_out.append((sid, "blank slide (expected not assessable)"))
-            continue
-        r = by_path.get(str((manifest.parent / row["path"]).resolve()))
-        if r is None:
-            left_out.append((sid, "not screened into these results"))
-        elif r.get("status") != "ok":
-            left_out.append((sid, f"screening failed: {r.get('error')}"))
-        else:
-            chosen.append(r)
-            scores.append(r.get("score"))
-            labels.append(1 if row["label"] == "positive" else 0)
-            used.append(sid)
-    if not used:
-        raise BadCalibration(
-            "no labelled slide of the manifest was screened into these results",
-            slide=results_dir,
-            hint=f"run `cytoscreen screen <slides> --out {results_dir} --scores-only` first",
-        )
-    models = {str(r.get("model_id")) for r in chosen}
-    rules = {str(r.get("rule")) for r in chosen if r.get("rule")}
-    if len(models) != 1 or len(rules) > 1:
-        raise BadCalibration(
-            f"the screened slides mix models {sorted(models)} / rules {sorted(rules)}",
-            slide=results_dir,
-            hint="screen all calibration slides with one model and one aggregation rule",
-        )
-    rule = rules.pop() if rules else "unknown"
-    if rule.startswith("learned"):
-        raise BadCalibration(
-            "the learned rule needs its coefficients fitted; this command calibrates fixed rules",
-            slide=results_dir,
-            hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
-        )
-    digest = file_sha256(manifest)[:16]
-    cal = calibrate(
-        scores,
-        labels,
-        model_id=models.pop(),
-        rule=rule,
-        data_source=f"manifest {manifest.resolve()} (sha256 {digest}): {len(used)} slides "
-        f"screened into {Path(results_dir).resolve()}",
-        target_sensitivity=target_sensitivity,
-        confidence=confidence,
-    )
-    target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
-    return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -1,17 +1,25 @@
-"""Batch plumbing for ``cytoscreen screen``: discovery and ids, atomic files, the run lock,
-crash isolation of native readers, and console progress."""
+"""Batch plumbing for ``cytoscreen screen``: discovery and ids, atomic files and reading them
+back, the run lock, crash isolation of native readers, and console progress."""
 
 from cytoscreen.batch.discover import SLIDE_EXTENSIONS, SlideInput, find_slides, slide_id
 from cytoscreen.batch.isolate import ChildCrashed, run_isolated
 from cytoscreen.batch.lock import RunLock
-from cytoscreen.fsutil import write_bytes_atomic, write_json_atomic, write_text_atomic
+from cytoscreen.fsutil import (
+    file_sha256,
+    read_json_object,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = [
     "SLIDE_EXTENSIONS",
     "ChildCrashed",
     "RunLock",
     "SlideInput",
+    "file_sha256",
     "find_slides",
+    "read_json_object",
     "run_isolated",
     "slide_id",
     "write_bytes_atomic",

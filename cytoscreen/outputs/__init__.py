@@ -1,8 +1,7 @@
-"""What ``cytoscreen screen`` writes: field-of-view selection, field tables (CSV, JSON,
-QuPath GeoJSON), thumbnails and heatmaps, and the run summary."""
+"""What ``cytoscreen screen`` writes: field tables (CSV, JSON, QuPath GeoJSON), thumbnails and
+heatmaps, and the run summary."""
 
 from cytoscreen.outputs.fieldfiles import fields_csv, fields_geojson, fields_json_rows
-from cytoscreen.outputs.fov import select_fields
 from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv, summary_row
 
 __all__ = [
@@ -10,7 +9,6 @@ __all__ = [
     "fields_csv",
     "fields_geojson",
     "fields_json_rows",
-    "select_fields",
     "summary_csv",
     "summary_row",
 ]

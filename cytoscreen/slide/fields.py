@@ -1,9 +1,14 @@
-"""Ranked suspicious fields: touching high-scoring patches merged into level-0 boxes.
+"""Ranked suspicious fields of microscope-field size, by greedy non-maximum suppression.
 
-Patches scoring at least ``min_score`` are linked when their squares overlap or touch (a gap of
-up to ``merge_gap_px`` level-0 pixels still counts, which absorbs the rounding of coordinates);
-each connected component is one field. Diagonal neighbours touch at a corner, so they merge.
-A field's score is its best patch's; fields are ranked by score, ties by lowest patch index.
+Only patches scoring at least ``min_score`` take part (NaN never does). Each field is seeded by
+the best patch that is neither in a field yet nor suppressed; it takes the unused patches whose
+squares overlap or touch the seed's (a gap of up to ``merge_gap_px`` level-0 pixels still
+counts, which absorbs the rounding of coordinates), so on a plain grid a field is the seed's
+3 x 3 neighbourhood at most. No further seed may lie within ``suppress_patches`` patch sides
+(Chebyshev distance) of a seed. A field's score is its seed's; fields are ranked by it, ties by
+lowest patch index, and ``patch_indices`` lists the seed first. Merging touching patches
+transitively instead would turn a dense abnormal area into one field of hundreds of patches,
+larger than any field of view. Pure numpy/scipy.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from cytoscreen.slide.settings import FieldSettings
 from cytoscreen.types import SuspiciousField
+
+SUPPRESS_PATCHES = 2.0  # no second seed within this many patch sides (Chebyshev) of a seed
 
 
 def find_fields(
@@ -25,8 +30,14 @@ def find_fields(
     coords: npt.ArrayLike,
     size_l0: float,
     settings: FieldSettings | None = None,
+    *,
+    suppress_patches: float = SUPPRESS_PATCHES,
 ) -> tuple[SuspiciousField, ...]:
-    """The ``settings.max_fields`` best fields, rank 1 first; NaN patches never take part."""
+    """The ``settings.max_fields`` best field-of-view sized fields, rank 1 first.
+
+    ``prob`` (N,) patch probabilities (NaN = not scored, never used), ``coords`` (N, 2) level-0
+    top-left corners, ``size_l0`` the patch side in level-0 pixels.
+    """
     settings = settings or FieldSettings()
     p = np.asarray(prob, dtype=np.float64).reshape(-1)
     xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
@@ -34,36 +45,39 @@ def find_fields(
         raise ValueError(f"{p.size} probabilities but {xy.shape[0]} patch coordinates")
     if not size_l0 > 0:
         raise ValueError(f"size_l0 must be positive, got {size_l0}")
+    if suppress_patches < 1.0:
+        raise ValueError("suppress_patches must be at least 1 (a field's own neighbourhood)")
     with np.errstate(invalid="ignore"):
         idx = np.flatnonzero(p >= settings.min_score)  # NaN compares False
     if idx.size == 0:
         return ()
-    # Two squares of side s overlap or touch when both |dx| and |dy| <= s (Chebyshev distance).
-    pairs = cKDTree(xy[idx]).query_pairs(
-        r=size_l0 + settings.merge_gap_px, p=math.inf, output_type="ndarray"
-    )
-    n = idx.size
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    n_comp, comp = connected_components(graph, directed=False)
-    # Group members by component (stable: ascending patch index inside each component).
-    order = np.argsort(comp, kind="stable")
-    groups = np.split(idx[order], np.cumsum(np.bincount(comp, minlength=n_comp))[:-1])
-    best = np.array([g[np.argmax(p[g])] for g in groups])  # argmax: lowest index on ties
-    ranked = np.lexsort((best, -p[best]))[: settings.max_fields]
-    fields = []
-    for c in ranked:
-        box = xy[groups[c]]
+    order = idx[np.lexsort((idx, -p[idx]))]  # best first, ties: lowest index
+    pts = xy[order]
+    tree = cKDTree(pts)
+    used = np.zeros(order.size, dtype=bool)  # member of a field
+    blocked = np.zeros(order.size, dtype=bool)  # may not seed a field
+    near = size_l0 + settings.merge_gap_px
+    far = suppress_patches * size_l0 + settings.merge_gap_px
+    fields: list[SuspiciousField] = []
+    for k in range(order.size):
+        if len(fields) >= settings.max_fields:
+            break
+        if blocked[k]:
+            continue
+        members = [m for m in tree.query_ball_point(pts[k], r=near, p=math.inf) if not used[m]]
+        used[members] = True
+        blocked[tree.query_ball_point(pts[k], r=far, p=math.inf)] = True
+        box = pts[members]
+        seed = int(order[k])
         fields.append(
-            (
-                float(p[best[c]]),
-                int(math.floor(box[:, 0].min())),
-                int(math.floor(box[:, 1].min())),
-                int(math.ceil(box[:, 0].max() + size_l0)),
-                int(math.ceil(box[:, 1].max() + size_l0)),
-                tuple(int(m) for m in groups[c]),
+            SuspiciousField(
+                rank=len(fields) + 1,
+                score=float(p[seed]),
+                x0=int(math.floor(box[:, 0].min())),
+                y0=int(math.floor(box[:, 1].min())),
+                x1=int(math.ceil(box[:, 0].max() + size_l0)),
+                y1=int(math.ceil(box[:, 1].max() + size_l0)),
+                patch_indices=(seed, *sorted(int(order[m]) for m in members if m != k)),
             )
         )
-    return tuple(
-        SuspiciousField(rank=r, score=sc, x0=x0, y0=y0, x1=x1, y1=y1, patch_indices=members)
-        for r, (sc, x0, y0, x1, y1, members) in enumerate(fields, start=1)
-    )
+    return tuple(fields)

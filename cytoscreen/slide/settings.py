@@ -27,7 +27,7 @@ class AggregationSettings(_Settings):
 
 
 class FieldSettings(_Settings):
-    """How high-scoring patches are merged into ranked fields of view."""
+    """How high-scoring patches are grouped into ranked, field-of-view sized fields."""
 
     min_score: float = Field(0.5, ge=0.0, le=1.0)  # patches at >= this may form a field
     max_fields: int = Field(20, ge=1, le=10_000)  # keep the N best fields

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cytoscreen.batch import ChildCrashed, RunLock, find_slides, run_isolated, slide_id
-from cytoscreen.batch.lock import LOCK_NAME
-from cytoscreen.errors import CytoscreenError, UnreadableSlide
+from cytoscreen.batch.lock import LOCK_NAME, UNREADABLE_GRACE_S
+from cytoscreen.errors import CytoscreenError, RunLocked, UnreadableSlide
 from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv
 
 
@@ -92,6 +94,34 @@ def test_lock_from_another_host_is_not_taken_over(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "x"}))
     with pytest.raises(CytoscreenError, match="elsewhere"):
         RunLock(tmp_path).acquire()
+
+
+@pytest.mark.parametrize("content", [b"", b'{"pid": 12', b"\xff\xfe not json", b"[1, 2]"])
+def test_empty_or_unreadable_lock_is_taken_over_at_once(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / LOCK_NAME).write_bytes(content)  # left by a crash: fresh mtime, no content
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK_NAME).exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file left behind
+
+
+def test_without_hard_links_a_fresh_empty_lock_waits_out_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    lock = tmp_path / LOCK_NAME
+    lock.write_bytes(b"")  # may be a run between O_EXCL create and its write
+    with pytest.raises(RunLocked, match="delete"):
+        RunLock(tmp_path).acquire()
+    old = time.time() - UNREADABLE_GRACE_S - 5
+    os.utime(lock, (old, old))
+    with RunLock(tmp_path) as held:
+        assert not held.linked
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert [p.name for p in tmp_path.iterdir()] == []
 
 
 def test_native_crash_in_child_becomes_an_error_naming_the_slide() -> None:

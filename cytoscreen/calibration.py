@@ -1,0 +1,129 @@
+"""``cytoscreen calibrate``: choose the threshold from screened, labelled slides.
+
+Reads a manifest (``slide_id,path,label``), matches its rows to the ``result.json`` files of a
+``cytoscreen screen`` run by slide path, and calibrates the aggregation rule those results
+used (the maths is :func:`cytoscreen.slide.calibrate`).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
+from cytoscreen.errors import BadCalibration, BadManifest
+from cytoscreen.slide import Calibration, calibrate
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    calibration: Calibration
+    path: Path
+    used: tuple[str, ...]  # manifest slide_ids used
+    left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
+
+
+def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except OSError as exc:
+        raise BadManifest(f"cannot read the manifest ({exc})", slide=manifest) from None
+    missing = {"slide_id", "path", "label"} - columns
+    if missing:
+        raise BadManifest(
+            f"missing column(s) {', '.join(sorted(missing))}",
+            slide=manifest,
+            hint="see data_manifests/README.md for the manifest format",
+        )
+    bad = [
+        f"row {i + 2} ({r['slide_id']}): label {r['label']!r}"
+        for i, r in enumerate(rows)
+        if r["label"] not in ("negative", "positive", "blank")
+    ]
+    if bad:
+        raise BadManifest(
+            "labels must be negative, positive or blank: " + "; ".join(bad[:10]), slide=manifest
+        )
+    return rows
+
+
+def calibrate_from_results(
+    manifest: str | Path,
+    results_dir: str | Path,
+    out: str | Path,
+    *,
+    target_sensitivity: float = 0.99,
+    confidence: float = 0.95,
+) -> CalibrationRun:
+    """Choose the threshold from screened, labelled slides and write calibration.json.
+
+    Manifest rows are matched to ``<results_dir>/slides/*/result.json`` by slide path (relative
+    to the manifest's folder). Blank slides, slides not screened and failed slides are left out
+    (and listed); slides screened but not scorable count as unscorable.
+    """
+    manifest = Path(manifest)
+    rows = _manifest_rows(manifest)
+    by_path: dict[str, dict[str, Any]] = {}
+    for p in sorted((Path(results_dir) / "slides").glob("*/result.json")):
+        r = read_json_object(p)
+        if r is not None and isinstance(r.get("path"), str):
+            by_path[str(Path(r["path"]).resolve())] = r
+    scores: list[float | None] = []
+    labels: list[int] = []
+    used: list[str] = []
+    left_out: list[tuple[str, str]] = []
+    chosen: list[dict[str, Any]] = []
+    for row in rows:
+        sid = row["slide_id"]
+        if row["label"] == "blank":
+            left_out.append((sid, "blank slide (expected not assessable)"))
+            continue
+        r = by_path.get(str((manifest.parent / row["path"]).resolve()))
+        if r is None:
+            left_out.append((sid, "not screened into these results"))
+        elif r.get("status") != "ok":
+            left_out.append((sid, f"screening failed: {r.get('error')}"))
+        else:
+            chosen.append(r)
+            scores.append(r.get("score"))
+            labels.append(1 if row["label"] == "positive" else 0)
+            used.append(sid)
+    if not used:
+        raise BadCalibration(
+            "no labelled slide of the manifest was screened into these results",
+            slide=results_dir,
+            hint=f"run `cytoscreen screen <slides> --out {results_dir} --scores-only` first",
+        )
+    models = {str(r.get("model_id")) for r in chosen}
+    rules = {str(r.get("rule")) for r in chosen if r.get("rule")}
+    if len(models) != 1 or len(rules) > 1:
+        raise BadCalibration(
+            f"the screened slides mix models {sorted(models)} / rules {sorted(rules)}",
+            slide=results_dir,
+            hint="screen all calibration slides with one model and one aggregation rule",
+        )
+    rule = rules.pop() if rules else "unknown"
+    if rule.startswith("learned"):
+        raise BadCalibration(
+            "the learned rule needs its coefficients fitted; this command calibrates fixed rules",
+            slide=results_dir,
+            hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
+        )
+    digest = file_sha256(manifest)[:16]
+    cal = calibrate(
+        scores,
+        labels,
+        model_id=models.pop(),
+        rule=rule,
+        data_source=f"manifest {manifest.resolve()} (sha256 {digest}): {len(used)} slides "
+        f"screened into {Path(results_dir).resolve()}",
+        target_sensitivity=target_sensitivity,
+        confidence=confidence,
+    )
+    target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
+    return CalibrationRun(cal, target, tuple(used), tuple(left_out))
