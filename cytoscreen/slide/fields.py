@@ -14,6 +14,7 @@ larger than any field of view. Pure numpy/scipy.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -71,8 +72,9 @@ def find_fields(
         seed = int(order[k])
         fields.append(
             SuspiciousField(
-                rank=len(fields) + 1,
-                score=float(p[seed]),
+                rank=0,  # set below
+                # a member barred from seeding (near an earlier seed) may beat this seed
+                score=float(p[order[members]].max()),
                 x0=int(math.floor(box[:, 0].min())),
                 y0=int(math.floor(box[:, 1].min())),
                 x1=int(math.ceil(box[:, 0].max() + size_l0)),
@@ -80,4 +82,6 @@ def find_fields(
                 patch_indices=(seed, *sorted(int(order[m]) for m in members if m != k)),
             )
         )
-    return tuple(fields)
+    # rank by the field's best patch; ties keep seed order (stable sort)
+    ranked = sorted(fields, key=lambda f: -f.score)
+    return tuple(replace(f, rank=i) for i, f in enumerate(ranked, start=1))

@@ -141,7 +141,7 @@ def test_deterministic_and_order_independent() -> None:
     assert {(f.x0, f.y0, f.x1, f.y1, f.score) for f in shuffled} == boxes
 
 
-def test_field_score_is_its_seed_and_every_suspicious_patch_is_covered() -> None:
+def test_field_score_is_its_best_patch_and_every_suspicious_patch_is_covered() -> None:
     rng = np.random.default_rng(4)
     coords = grid(20, 20, 50)  # 100 px patches at stride 50: overlapping
     prob = rng.random(400) ** 4
@@ -149,7 +149,7 @@ def test_field_score_is_its_seed_and_every_suspicious_patch_is_covered() -> None
     seen: set[int] = set()
     for f in fields:
         members = np.array(f.patch_indices)
-        assert f.score == pytest.approx(prob[members[0]])
+        assert f.score == pytest.approx(prob[members].max())
         assert (prob[members] >= 0.3).all()
         assert all(chebyshev(coords[m], coords[members[0]]) <= S + 1 for m in members)
         assert (coords[members] >= [f.x0, f.y0]).all()
@@ -171,3 +171,16 @@ def test_mismatched_inputs_are_refused() -> None:
         find_fields([0.9], [[0, 0]], 0.0)
     with pytest.raises(ValueError, match="suppress_patches"):
         find_fields([0.9], [[0, 0]], S, suppress_patches=0.5)
+
+
+def test_field_score_is_its_best_patch_and_ranks_follow_scores() -> None:
+    # seed A (0.9) at x=0; B (0.8) at x=300 is within 2 patch sides of A, so it cannot seed,
+    # and is too far to join A; C (0.6) at x=450 seeds a field that B joins: that field's best
+    # patch is B, so its score is 0.8, not its seed's 0.6.
+    size = 224.0
+    coords = np.array([[0, 0], [300, 0], [450, 0]])
+    prob = np.array([0.9, 0.8, 0.6])
+    fields = find_fields(prob, coords, size, FieldSettings(min_score=0.5, merge_gap_px=0.0))
+    assert [f.score for f in fields] == [0.9, 0.8]
+    assert [f.rank for f in fields] == [1, 2]
+    assert set(fields[1].patch_indices) == {1, 2}
