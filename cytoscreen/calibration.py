@@ -1,19 +1,20 @@
 """``cytoscreen calibrate``: choose the threshold from screened, labelled slides.
 
-Reads a manifest (``slide_id,path,label``), matches its rows to the ``result.json`` files of a
+Reads a manifest (``slide_id,path,label``; validated by :func:`cytoscreen.manifest.read_manifest`,
+every row's problems reported together), matches its rows to the ``result.json`` files of a
 ``cytoscreen screen`` run by slide path, and calibrates the aggregation rule those results
 used (the maths is :func:`cytoscreen.slide.calibrate`).
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
-from cytoscreen.errors import BadCalibration, BadManifest
+from cytoscreen.errors import BadCalibration
+from cytoscreen.manifest import read_manifest
 from cytoscreen.slide import Calibration, calibrate
 
 
@@ -23,33 +24,6 @@ class CalibrationRun:
     path: Path
     used: tuple[str, ...]  # manifest slide_ids used
     left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
-
-
-def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
-    try:
-        with manifest.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = set(reader.fieldnames or ())
-    except OSError as exc:
-        raise BadManifest(f"cannot read the manifest ({exc})", slide=manifest) from None
-    missing = {"slide_id", "path", "label"} - columns
-    if missing:
-        raise BadManifest(
-            f"missing column(s) {', '.join(sorted(missing))}",
-            slide=manifest,
-            hint="see data_manifests/README.md for the manifest format",
-        )
-    bad = [
-        f"row {i + 2} ({r['slide_id']}): label {r['label']!r}"
-        for i, r in enumerate(rows)
-        if r["label"] not in ("negative", "positive", "blank")
-    ]
-    if bad:
-        raise BadManifest(
-            "labels must be negative, positive or blank: " + "; ".join(bad[:10]), slide=manifest
-        )
-    return rows
 
 
 def calibrate_from_results(
@@ -67,7 +41,7 @@ def calibrate_from_results(
     (and listed); slides screened but not scorable count as unscorable.
     """
     manifest = Path(manifest)
-    rows = _manifest_rows(manifest)
+    rows = read_manifest(manifest, check_files=False).rows
     by_path: dict[str, dict[str, Any]] = {}
     for p in sorted((Path(results_dir) / "slides").glob("*/result.json")):
         r = read_json_object(p)
@@ -79,11 +53,11 @@ def calibrate_from_results(
     left_out: list[tuple[str, str]] = []
     chosen: list[dict[str, Any]] = []
     for row in rows:
-        sid = row["slide_id"]
-        if row["label"] == "blank":
+        sid = row.slide_id
+        if row.label == "blank":
             left_out.append((sid, "blank slide (expected not assessable)"))
             continue
-        r = by_path.get(str((manifest.parent / row["path"]).resolve()))
+        r = by_path.get(str(row.path))
         if r is None:
             left_out.append((sid, "not screened into these results"))
         elif r.get("status") != "ok":
@@ -91,7 +65,7 @@ def calibrate_from_results(
         else:
             chosen.append(r)
             scores.append(r.get("score"))
-            labels.append(1 if row["label"] == "positive" else 0)
+            labels.append(1 if row.positive else 0)
             used.append(sid)
     if not used:
         raise BadCalibration(

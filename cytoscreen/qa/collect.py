@@ -1,0 +1,131 @@
+"""Match a labelled manifest to the ``result.json`` files of a ``cytoscreen screen`` run.
+
+Rows are matched by resolved slide path, else by slide id (the run's folder name). Nothing is
+dropped silently: a row with no result is ``missing``, a failed one ``failed``; both count as
+not assessable in the QA figures and are listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cytoscreen.batch import read_json_object
+from cytoscreen.errors import BadCalibration, CytoscreenError
+from cytoscreen.manifest import Manifest, ManifestRow
+from cytoscreen.qa.fieldhits import Box, first_hit_rank
+
+
+@dataclass(frozen=True)
+class SlideOutcome:
+    row: ManifestRow
+    status: str  # ok | failed | missing
+    score: float | None
+    outcome: str | None  # negative | review | not_assessable | None (scores-only run)
+    note: str  # why not assessable (error, reasons), "" otherwise
+    first_hit: int | None  # rank of the first field showing a true abnormal cell
+    n_abnormal_truth: int | None  # abnormal cells in the truth; None without truth
+
+    def assessable(self) -> bool:
+        return self.status == "ok" and self.score is not None and self.outcome != "not_assessable"
+
+
+@dataclass(frozen=True)
+class RunResults:
+    results_dir: Path
+    slides: tuple[SlideOutcome, ...]
+    threshold: float | None  # the calibrated threshold the run decided with
+    model_id: str | None
+    rule: str | None
+
+
+def _results(results_dir: Path) -> list[dict[str, Any]]:
+    folder = results_dir / "slides"
+    if not folder.is_dir():
+        raise CytoscreenError(
+            "no slides/ folder: not the output of `cytoscreen screen`",
+            slide=results_dir,
+            hint="pass the --out folder of a screen run as --results",
+        )
+    found = [read_json_object(p) for p in sorted(folder.glob("*/result.json"))]
+    return [r for r in found if r is not None]
+
+
+def _abnormal_cells(truth: Path) -> list[tuple[float, float]]:
+    data = read_json_object(truth)
+    if data is None or not isinstance(data.get("cells"), list):
+        raise CytoscreenError(
+            "unreadable cell truth (expected a JSON object with a 'cells' list)",
+            slide=truth,
+            hint="see data_manifests/README.md for the <slide>.cells.json format",
+        )
+    return [(float(c["x"]), float(c["y"])) for c in data["cells"] if c.get("abnormal")]
+
+
+def _boxes(result: dict[str, Any]) -> list[Box]:
+    rows = sorted(result.get("fields") or [], key=lambda f: int(f.get("rank", 0)))
+    return [(int(f["x0"]), int(f["y0"]), int(f["x1"]), int(f["y1"])) for f in rows]
+
+
+def _note(result: dict[str, Any]) -> str:
+    if result.get("status") != "ok":
+        return str(result.get("error") or "screening failed")
+    if result.get("score") is None:
+        return "no score"
+    if result.get("outcome") == "not_assessable":
+        why = [r for r in result.get("reasons") or [] if str(r).startswith("not assessable")]
+        return "; ".join(str(r) for r in why) or "not assessable"
+    return ""
+
+
+def _one_value(values: set[Any], what: str, results_dir: Path) -> Any:
+    if len(values) > 1:
+        raise BadCalibration(
+            f"the results mix {what}s {sorted(str(v) for v in values)}",
+            slide=results_dir,
+            hint="QA one run at a time: screen the whole set with one model and calibration",
+        )
+    return values.pop() if values else None
+
+
+def collect_run(manifest: Manifest, results_dir: str | Path) -> RunResults:
+    """Every manifest row with its result (or why it has none), and the run's threshold."""
+    folder = Path(results_dir)
+    results = _results(folder)
+    by_path = {str(Path(r["path"]).resolve()): r for r in results if isinstance(r.get("path"), str)}
+    by_id = {str(r.get("id")): r for r in results}
+    slides: list[SlideOutcome] = []
+    used: list[dict[str, Any]] = []
+    for row in manifest.rows:
+        r = by_path.get(str(row.path)) or by_id.get(row.slide_id)
+        truth = _abnormal_cells(row.ground_truth) if row.ground_truth else None
+        if r is None:
+            slides.append(
+                SlideOutcome(row, "missing", None, None, "not in these results", None, None)
+            )
+            continue
+        used.append(r)
+        ok = r.get("status") == "ok"
+        score = r.get("score") if ok else None
+        first = first_hit_rank(_boxes(r), truth) if ok and truth else None
+        slides.append(
+            SlideOutcome(
+                row=row,
+                status="ok" if ok else "failed",
+                score=float(score) if isinstance(score, int | float) else None,
+                outcome=r.get("outcome") if ok else None,
+                note=_note(r),
+                first_hit=first,
+                n_abnormal_truth=len(truth) if truth is not None else None,
+            )
+        )
+    ok_results = [r for r in used if r.get("status") == "ok"]
+    threshold = _one_value(
+        {float(r["threshold"]) for r in ok_results if r.get("threshold") is not None},
+        "threshold",
+        folder,
+    )
+    model_id = _one_value({str(r["model_id"]) for r in used if r.get("model_id")}, "model", folder)
+    rule = _one_value({str(r["rule"]) for r in ok_results if r.get("rule")}, "rule", folder)
+    return RunResults(folder, tuple(slides), threshold, model_id, rule)
