@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_out
 
-.PHONY: setup demo test test-all lint typecheck bench clean
+.PHONY: setup browser demo test test-all lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,15 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/cytoscreen demo --out $(DEMO_OUT)
 
-test: setup
+# The review pages are tested in Debian's headless Chromium (driven by Playwright's Python
+# package; Playwright's own browser download is never used). Without it those tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: the browser tests will be skipped"
+
+test: setup browser
 	$(PY) -m pytest -q
 
 test-all: setup

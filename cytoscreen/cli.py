@@ -323,3 +323,138 @@ def demo(
         f"{results / 'slides'}/<slide>/heatmap.png",
         highlight=False,
     )
+
+
+@app.command()
+def qa(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Labelled slide manifest (CSV).")],
+    results: Annotated[
+        Path | None, typer.Option("--results", help="Results folder of a screen run.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the QA report.")] = Path(
+        "qa"
+    ),
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option("--compare", help="Two results folders to compare (paired AUC test)."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Evaluate this threshold instead of the run's own."),
+    ] = None,
+) -> None:
+    """QA of a screened, labelled set: sensitivity/specificity with CIs, ROC, operating points."""
+    from rich.markup import escape
+
+    from cytoscreen.qa import compare_runs, run_qa
+    from cytoscreen.qa.report import format_proportion as fp
+
+    try:
+        if compare is not None:
+            cmp = compare_runs(manifest, compare[0], compare[1], out)
+            p = cmp.paired
+            table = Table(show_header=False, box=None)
+            table.add_row("AUC A / B", f"{p.auc_a:.3f} / {p.auc_b:.3f}")
+            table.add_row(
+                "B - A",
+                f"{p.difference:+.3f} (95% CI {p.lower:+.3f} to {p.upper:+.3f}), "
+                f"DeLong p = {p.p_value:.3g}",
+            )
+            table.add_row("paired on", f"{p.n_positive} positive, {p.n_negative} negative slides")
+            console.print(table)
+            console.print(cmp.verdict, highlight=False)
+            console.print(f"report: {cmp.html}", highlight=False)
+            return
+        if results is None:
+            raise CytoscreenError("give --results RESULTS (or --compare A B)", slide=manifest)
+        rep = run_qa(manifest, results, out, threshold=threshold)
+    except (CytoscreenError, ValueError) as err:
+        raise _fail(err) from None
+    ev = rep.evaluation
+    table = Table(show_header=False, box=None)
+    table.add_row("data", escape(ev.data.describe()))
+    table.add_row("threshold", f"{ev.threshold} ({ev.threshold_source})")
+    at = ev.at_threshold
+    if at is not None:
+        table.add_row("sensitivity", fp(at.sensitivity))
+        table.add_row("specificity", fp(at.specificity))
+        table.add_row("set aside", fp(at.set_aside))
+    if ev.roc is not None:
+        table.add_row(
+            "AUC", f"{ev.roc.auc:.3f} (95% CI {ev.roc.auc_lower:.3f}-{ev.roc.auc_upper:.3f})"
+        )
+    table.add_row("not assessable", str(len(ev.not_assessable)))
+    console.print(table)
+    for w in ev.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    console.print(f"report: {rep.html}", highlight=False)
+
+
+@app.command()
+def gallery(
+    results: Annotated[Path, typer.Argument(help="Results folder written by `cytoscreen screen`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default RESULTS/gallery).")
+    ] = None,
+) -> None:
+    """Write static HTML galleries (batch index + a page per slide) that open offline."""
+    from cytoscreen.review import load_results, write_gallery
+
+    try:
+        view = load_results(results)
+        index = write_gallery(view, out)
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    console.print(f"{len(view.slides)} slides; open {index}", highlight=False, markup=False)
+
+
+@app.command()
+def review(
+    results: Annotated[Path, typer.Argument(help="Results folder written by `cytoscreen screen`.")],
+    reviewer: Annotated[
+        str | None, typer.Option("--reviewer", help="Name stored with each mark (default $USER).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 picks a free one).")] = 8765,
+    backend: BackendOpt = "auto",
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the marks as CSV to this file and exit."),
+    ] = None,
+) -> None:
+    """Serve the galleries, a slide viewer and field marking on a local web server."""
+    import getpass
+
+    from cytoscreen.review.marks import marks_csv, open_store
+    from cytoscreen.review.server import make_server
+
+    try:
+        if export is not None:
+            from cytoscreen.review import load_results
+
+            load_results(results)  # refuse a folder that is not a screen's output
+            with open_store(results) as store:
+                marks = store.marks()
+            export.write_text(marks_csv(marks), encoding="utf-8")
+            console.print(f"{len(marks)} marks -> {export}", highlight=False, markup=False)
+            return
+        name = reviewer or getpass.getuser()
+        server = make_server(results, reviewer=name, host=host, port=port, backend=backend)
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            "[yellow]warning:[/] serving beyond this computer; pages show slide pictures",
+            highlight=False,
+        )
+    console.print(
+        f"reviewing {results} as {name}: {server.url}/  (Ctrl+C stops)",
+        highlight=False,
+        markup=False,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
