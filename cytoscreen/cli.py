@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -36,13 +37,26 @@ MppOpt = Annotated[
     float | None,
     typer.Option("--mpp", help="Scan resolution in um/px, for slides that do not record it."),
 ]
+BackendOverrideOpt = Annotated[
+    str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in defaults).")
 ]
 
 
+def _print_error(err: Exception) -> None:
+    # one unwrapped line per error, so logs can be searched for a slide's path
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+
+
 def _fail(err: Exception) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+    _print_error(err)
     return typer.Exit(code=2)
 
 
@@ -85,6 +99,25 @@ def _config(config: Path | None, **overrides: object) -> Config:
         raise _fail(err) from None
 
 
+def _run_config(
+    config: Path | None,
+    backend: str | None,
+    mpp: float | None,
+    scheduler: str | None,
+    workers: int | None,
+) -> Config:
+    """The config file (or defaults) with the reading and scheduling flags laid over it."""
+    return _config(
+        config,
+        **{
+            "reader.backend": backend,
+            "reader.mpp_override": mpp,
+            "cache.scheduler_address": scheduler,
+            "cache.workers": workers,
+        },
+    )
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -103,29 +136,16 @@ def tile(
     slides: Annotated[list[Path], typer.Argument(help="Whole-slide image files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Cache directory for the Zarr stores.")],
     config: ConfigOpt = None,
-    backend: Annotated[
-        str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
-    ] = None,
+    backend: BackendOverrideOpt = None,
     mpp: MppOpt = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
-    ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Cut slides into cached patches (resumable: a rerun writes only what is missing)."""
     from cytoscreen.config import write_resolved
     from cytoscreen.tiling import tile_slide
 
-    cfg = _config(
-        config,
-        **{
-            "reader.backend": backend,
-            "reader.mpp_override": mpp,
-            "cache.scheduler_address": scheduler,
-            "cache.workers": workers,
-        },
-    )
+    cfg = _run_config(config, backend, mpp, scheduler, workers)
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out)
     failed = 0
@@ -142,7 +162,7 @@ def tile(
             except (CytoscreenError, OSError) as err:
                 failed += 1
                 bar.update(task, description=f"[red]{slide.name} (failed)")
-                err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+                _print_error(err)
                 table.add_row(slide.name, "-", "-", "[red]failed")
                 continue
             n = int(bar.tasks[task].total or 0)
@@ -172,26 +192,13 @@ def screen(
     scores_only: Annotated[
         bool, typer.Option("--scores-only", help="Score without a calibration (no decisions).")
     ] = False,
-    backend: Annotated[
-        str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
-    ] = None,
+    backend: BackendOverrideOpt = None,
     mpp: MppOpt = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
-    ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Screen slides: tile, score, decide, and write fields, pictures and summary.csv."""
-    cfg = _config(
-        config,
-        **{
-            "reader.backend": backend,
-            "reader.mpp_override": mpp,
-            "cache.scheduler_address": scheduler,
-            "cache.workers": workers,
-        },
-    )
+    cfg = _run_config(config, backend, mpp, scheduler, workers)
     _run_screen(cfg, slides, out, cache, model, calibration, scores_only)
 
 
