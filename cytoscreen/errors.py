@@ -68,3 +68,12 @@ class BadCalibration(CytoscreenError):
 
 class RunLocked(CytoscreenError):
     """Another run holds the results folder's lock."""
+
+
+class WriteFailed(CytoscreenError):
+    """An output or cache file could not be written (disk full, quota, permissions)."""
+
+    default_hint = (
+        "free disk space (or fix the folder's permissions) and run again: finished slides are "
+        "kept and only what is missing is redone"
+    )

@@ -10,20 +10,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cytoscreen.errors import WriteFailed
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` so readers see either the old file or the whole new one, never a part."""
+    """Write ``data`` so readers see either the old file or the whole new one, never a part.
+
+    Raises ``WriteFailed`` naming ``path`` when it cannot be written (disk full, permissions).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp: str | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise WriteFailed(f"cannot write this file ({exc.strerror or exc})", slide=target) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return target
 
@@ -51,3 +62,31 @@ def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in blocks."""
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def private_dir(path: str | Path) -> Path:
+    """Make ``path`` a folder only its owner can use (0o700 when this call creates it).
+
+    Raises ``WriteFailed`` when ``path`` is a symbolic link (one planted inside a results or
+    cache folder could redirect medical records elsewhere) or not a folder.
+    """
+    p = Path(path)
+    if p.is_symlink():
+        raise WriteFailed(
+            "is a symbolic link; refusing to write through it",
+            slide=p,
+            hint="remove the link, or give the real folder it points to",
+        )
+    if not p.exists():
+        try:
+            p.mkdir(mode=0o700, parents=True)
+            os.chmod(p, 0o700)  # mkdir's mode is narrowed by the umask, never widened
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise WriteFailed(
+                f"cannot create this folder ({exc.strerror or exc})", slide=p
+            ) from exc
+    if not p.is_dir() or p.is_symlink():
+        raise WriteFailed("is not a folder", slide=p, hint="give a folder path")
+    return p

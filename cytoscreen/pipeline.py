@@ -26,6 +26,7 @@ from cytoscreen.batch import (
     SlideInput,
     file_sha256,
     find_slides,
+    private_dir,
     read_json_object,
     run_isolated,
     write_json_atomic,
@@ -357,6 +358,7 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
         **run.run_key,
     }
     try:
+        private_dir(out)
         key = slide_key(slide.path, mpp_override=run.cfg.reader.mpp_override)
         base["slide_key"] = key
         previous = read_json_object(out / "result.json")
@@ -482,6 +484,11 @@ def screen(
             slide=", ".join(str(i) for i in inputs),
             hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files, or the files",
         )
+    for folder in (out, out / "slides", cache):
+        private_dir(folder)
+    for s in slides:  # a planted link would send this slide's records elsewhere
+        if (out / "slides" / s.id).is_symlink():
+            private_dir(out / "slides" / s.id)
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs)
         info: dict[str, Any] = {

@@ -6,6 +6,7 @@ from cytoscreen.batch.isolate import ChildCrashed, run_isolated
 from cytoscreen.batch.lock import RunLock
 from cytoscreen.fsutil import (
     file_sha256,
+    private_dir,
     read_json_object,
     write_bytes_atomic,
     write_json_atomic,
@@ -19,6 +20,7 @@ __all__ = [
     "SlideInput",
     "file_sha256",
     "find_slides",
+    "private_dir",
     "read_json_object",
     "run_isolated",
     "slide_id",

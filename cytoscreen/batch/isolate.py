@@ -23,6 +23,10 @@ from cytoscreen.errors import CytoscreenError
 ProgressFn = Callable[[int, int], None]
 _PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache"]
 _POLL_S = 0.1
+_UNEXPECTED_HINT = (
+    "the file may be damaged, or this is a bug: check the file, rerun this slide alone and "
+    "report the message if it persists"
+)
 
 
 class ChildCrashed(CytoscreenError):
@@ -52,7 +56,7 @@ def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
         q.put(("error", (type(err).__name__, err.message, err.slide, err.hint)))
     except BaseException as err:  # noqa: BLE001 - everything must reach the parent
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-        q.put(("error", ("CytoscreenError", detail, None, None)))
+        q.put(("error", ("CytoscreenError", detail, None, _UNEXPECTED_HINT)))
 
 
 def _rebuild(info: tuple[str, str, str | None, str | None], slide: str) -> CytoscreenError:

@@ -15,7 +15,7 @@ import numpy as np
 import tifffile
 import tiffslide
 
-from cytoscreen.errors import UnreadableSlide
+from cytoscreen.errors import CytoscreenError, UnreadableSlide
 from cytoscreen.io._common import check_region, no_such_associated, resolve_mpp, to_rgb_on_white
 from cytoscreen.io.base import RGBArray
 from cytoscreen.io.tiles import TiledPage
@@ -44,6 +44,16 @@ class TiffSlideReader:
             self._premultiplied = self._has_associated_alpha()
             self._fd = os.open(self.path, os.O_RDONLY)
             self._tiled = self._tiled_levels(self._fd)
+        except CytoscreenError:
+            self.close()
+            raise
+        except Exception as exc:  # a damaged directory is often found only when metadata is read
+            self.close()
+            raise UnreadableSlide(
+                f"tiffslide cannot read its structure ({type(exc).__name__}: {exc}); the file "
+                "may be truncated or damaged",
+                slide=self.path,
+            ) from exc
         except BaseException:
             self.close()
             raise

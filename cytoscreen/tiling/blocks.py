@@ -8,6 +8,7 @@ so tasks carry a ``SlideSource`` (path + options) and each thread opens and keep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -90,42 +91,80 @@ def cut_patches(canvas: RGBArray, offsets: npt.NDArray[np.int64], patch_px: int)
 Block = tuple[Patches, npt.NDArray[np.bool_], npt.NDArray[np.int32]]
 
 
+def forget_reader(source: SlideSource) -> None:
+    """Close and drop this thread's reader for ``source`` (OpenSlide keeps a handle unusable
+    after its first read error, so the next read must reopen the file)."""
+    readers: dict[tuple[object, ...], SlideReader] = getattr(_local, "readers", None) or {}
+    for key in [k for k in readers if k[0] == source.path]:
+        with contextlib.suppress(Exception):  # a broken handle may fail to close: drop it
+            readers.pop(key).close()
+
+
+def _read_patches(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
+    """One region read covering ``coords``, cut into patches (raises on any read failure)."""
+    n, p = len(coords), source.patch_px
+    reader = reader_for(source)
+    ratio = source.target_mpp / reader.meta.mpp
+    offsets = patch_offsets(coords, ratio)
+    width, height = (int(v) for v in offsets.max(axis=0) + p)
+    origin = np.asarray(coords, dtype=np.int64).reshape(-1, 2).min(axis=0)
+    plan = plan_read(
+        reader.meta,
+        (int(origin[0]), int(origin[1])),
+        (width, height),
+        source.target_mpp,
+        source.tolerance,
+    )
+    region = reader.read_region(plan.location, plan.level, plan.size)
+    canvas = resample(region, plan.out_size)
+    stride = source.stride_px or p
+    nuclei = count_per_patch(canvas, source.target_mpp, offsets, p, stride)
+    return cut_patches(canvas, offsets, p), np.ones(n, dtype=np.bool_), nuclei
+
+
+def _read_one_by_one(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
+    """Each patch read on its own, so one damaged tile costs only the patches that touch it.
+    A patch that cannot be read comes back white with ``valid`` False."""
+    n, p = len(coords), source.patch_px
+    white = np.full((p, p, 3), 255, dtype=np.uint8)
+    patches: list[npt.NDArray[np.uint8]] = [white] * n
+    valid = np.zeros(n, dtype=np.bool_)
+    nuclei = np.zeros(n, dtype=np.int32)
+    for i in range(n):
+        try:
+            reader_for(source)
+        except Exception:  # noqa: BLE001 - the file cannot even be opened: stop retrying
+            break
+        try:
+            one, _, count = _read_patches(source, coords[i : i + 1])
+        except Exception:  # noqa: BLE001 - this patch touches damaged data
+            forget_reader(source)
+            continue
+        patches[i], valid[i], nuclei[i] = one[0], True, count[0]
+    return patches, valid, nuclei
+
+
 def read_block(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
     """Patches at level-0 ``coords`` (top-left corners), whether each could be read, and the
     number of nuclei counted in each (``cytoscreen.tiling.nuclei``).
 
-    A failed read (corrupt tile, truncated file) does not stop the slide: the block's patches
-    come back white with ``valid`` False, so they are never scored as real tissue.
+    A failed read (corrupt tile, truncated file) does not stop the slide: the block is read
+    again patch by patch, and the patches that still fail come back white with ``valid``
+    False, so they are never scored as real tissue while the rest of the block is kept.
     """
-    n, p = len(coords), source.patch_px
+    n = len(coords)
     try:
-        reader = reader_for(source)
-        ratio = source.target_mpp / reader.meta.mpp
-        offsets = patch_offsets(coords, ratio)
-        width, height = (int(v) for v in offsets.max(axis=0) + p)
-        origin = np.asarray(coords, dtype=np.int64).reshape(-1, 2).min(axis=0)
-        plan = plan_read(
-            reader.meta,
-            (int(origin[0]), int(origin[1])),
-            (width, height),
-            source.target_mpp,
-            source.tolerance,
-        )
-        region = reader.read_region(plan.location, plan.level, plan.size)
-        canvas = resample(region, plan.out_size)
-        stride = source.stride_px or p
-        nuclei = count_per_patch(canvas, source.target_mpp, offsets, p, stride)
-        return cut_patches(canvas, offsets, p), np.ones(n, dtype=np.bool_), nuclei
-    except Exception as exc:  # noqa: BLE001 - any reader failure marks the block invalid
+        return _read_patches(source, coords)
+    except Exception as exc:  # noqa: BLE001 - any reader failure: retry patch by patch
+        forget_reader(source)
+        block = _read_one_by_one(source, coords)
         log.warning(
-            "%s: could not read %d patches at level-0 %s (%s); they are marked invalid",
+            "%s: could not read the block of %d patches at level-0 %s (%s); read one by one, "
+            "%d are unreadable and marked invalid",
             source.path,
             n,
             tuple(int(v) for v in np.asarray(coords).reshape(-1, 2).min(axis=0)) if n else (),
             exc,
+            int((~block[1]).sum()),
         )
-        return (
-            [np.full((p, p, 3), 255, dtype=np.uint8)] * n,
-            np.zeros(n, dtype=np.bool_),
-            np.zeros(n, dtype=np.int32),
-        )
+        return block

@@ -349,6 +349,8 @@ def tile_slide(
     config_hash = cfg.hash(*TILING_SECTIONS)
     out = store_path(cache_dir if cache_dir is not None else cfg.cache.dir, key)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        raise CacheMismatch("the patch store is a symbolic link; refusing to follow it", slide=out)
     if _matches(out, key, config_hash):
         record = _complete_record(out)
         if record is not None and record.get("config_hash") == config_hash:
