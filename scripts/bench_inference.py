@@ -1,5 +1,7 @@
 """Inference speed: score_cache beside a bare timm loop, and fp32 vs bf16+channels_last per
-architecture. CPU figures depend on what else runs on the machine: report them with that note.
+candidate architecture, printed next to each candidate's validation AUC from the equal-budget
+comparison (cytoscreen/models/comparison.json, written by scripts/compare_models.py): the
+default model is chosen from that table. CPU figures depend on what else runs on the machine.
 
     .venv/bin/python scripts/bench_inference.py --patches 256 --batch 32 --threads 2
 """
@@ -7,6 +9,7 @@ architecture. CPU figures depend on what else runs on the machine: report them w
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +23,20 @@ from cytoscreen.scoring.infer import score_cache
 from cytoscreen.scoring.model import create_model, new_card
 from cytoscreen.scoring.runtime import Normaliser, autocast, prepare_model, resolve_device
 
-ARCHS = ("resnet18", "mobilenetv3_large_100", "efficientnet_lite0")
+ARCHS = ("resnet18", "mobilenetv3_large_100", "efficientnet_lite0", "efficientnet_b0")
+COMPARISON = Path(__file__).resolve().parents[1] / "cytoscreen/models/comparison.json"
+
+
+def val_auc_by_arch() -> dict[str, str]:
+    """Best val AUC (fp32 and bf16+CL) per architecture from the comparison runs."""
+    if not COMPARISON.exists():
+        return {}
+    out: dict[str, tuple[float, str]] = {}
+    for name, r in json.loads(COMPARISON.read_text()).items():
+        a, b = r["auc_fp32"][0], r["auc_bf16_cl"][0]
+        if r["arch"] not in out or a > out[r["arch"]][0]:
+            out[r["arch"]] = (a, f"{a:.3f} / {b:.3f} ({name})")
+    return {k: v[1] for k, v in out.items()}
 
 
 def make_store(path: Path, n: int, px: int = 224, chunk: int = 64) -> Path:
@@ -69,11 +85,15 @@ def main() -> None:
         f"device {dev}, torch threads {torch.get_num_threads()}, {args.patches} patches, "
         f"batch {args.batch}"
     )
-    print(f"{'arch':24s} {'fp32':>9s} {low + '+CL':>9s}  (patches/s, bare loop)")
+    aucs = val_auc_by_arch()
+    print(
+        f"{'arch':24s} {'fp32':>9s} {low + '+CL':>9s}  (patches/s, bare loop)  "
+        "val AUC fp32 / bf16+CL (equal-budget run)"
+    )
     for arch in args.archs:
         fp32 = bare_loop(arch, args.patches, args.batch, "fp32", False, dev)
         fast = bare_loop(arch, args.patches, args.batch, low, True, dev)
-        print(f"{arch:24s} {fp32:9.1f} {fast:9.1f}")
+        print(f"{arch:24s} {fp32:9.1f} {fast:9.1f}  {aucs.get(arch, 'not trained')}")
     arch = "efficientnet_lite0"
     with tempfile.TemporaryDirectory() as tmp:
         model = create_model(arch, 2).eval()

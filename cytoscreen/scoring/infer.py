@@ -157,9 +157,48 @@ def _predict(
     return np.concatenate(out).astype(np.float32)
 
 
+@dataclass
+class Scorer:
+    """A model made ready once (device, precision, memory layout) and reused for many slides.
+
+    ``Scorer.load(model_dir, ...)`` reads a checkpoint; ``Scorer(model, card, ...)`` wraps a
+    pair already in memory. Pass it to ``score_cache`` in place of the model directory.
+    """
+
+    model: torch.nn.Module
+    card: ModelCard
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.dev = resolve_device(self.device)
+        self.prec = resolve_precision(self.precision, self.dev, self.card.precision)
+        self.model = prepare_model(self.model, self.dev, self.channels_last)
+        self.norm = Normaliser(self.card.preprocessing, self.dev, self.channels_last)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        channels_last: bool = True,
+    ) -> Scorer:
+        model, card = load_checkpoint(model_dir)
+        return cls(model, card, device, precision, channels_last)
+
+    def predict(
+        self, pixels: npt.NDArray[np.uint8], batch_size: int = 64
+    ) -> npt.NDArray[np.float32]:
+        """Softmax per class for uint8 (N, H, W, 3) patches."""
+        return _predict(self.model, self.norm, pixels, batch_size, self.dev, self.prec)
+
+
 def score_cache(
     store_path: str | Path,
-    model_dir: str | Path,
+    model_dir: str | Path | Scorer,
     batch_size: int = 64,
     device: str = "auto",
     precision: str = "auto",
@@ -167,9 +206,20 @@ def score_cache(
     threads: int | None = None,
     channels_last: bool = True,
 ) -> ScoreRun:
-    """Score every valid patch of one slide cache; resumes chunk by chunk after interruption."""
+    """Score every valid patch of one slide cache; resumes chunk by chunk after interruption.
+
+    ``model_dir`` is a checkpoint directory or a ``Scorer`` made once for a batch of slides;
+    with a Scorer, its own device, precision and layout apply (the arguments here are ignored).
+    """
     store = Path(store_path)
-    model, card = load_checkpoint(model_dir)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    scorer = (
+        model_dir
+        if isinstance(model_dir, Scorer)
+        else Scorer.load(model_dir, device, precision, channels_last=channels_last)
+    )
+    card, dev, prec = scorer.card, scorer.dev, scorer.prec
     t0 = time.perf_counter()
     try:
         root = zarr.open_group(store, mode="r+")
@@ -182,15 +232,9 @@ def score_cache(
     valid = np.asarray(_array(root, "valid")[:], dtype=bool)
     group = _open_scores(root, store, card, n, chunk)
     marker = store / "scores" / card.model_id / MARKER
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev, card.precision)
     skipped = int((~valid).sum())
     if marker.exists():
         return ScoreRun(store, card.model_id, n, 0, skipped, 0, 0.0, prec, str(dev))
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = prepare_model(model, dev, channels_last)
-    norm = Normaliser(card.preprocessing, dev, channels_last)
     done = np.asarray(_array(group, "chunk_done")[:], dtype=bool)
     todo = [i for i in range(len(done)) if not done[i] and valid[i * chunk : (i + 1) * chunk].any()]
     done_flags, prob_arr, class_arr = (_array(group, k) for k in ("chunk_done", "prob", "classes"))
@@ -210,7 +254,7 @@ def score_cache(
             nxt = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
             lo = i * chunk
             keep = valid[lo : lo + len(pixels)]
-            probs = _predict(model, norm, pixels[keep], batch_size, dev, prec)
+            probs = scorer.predict(pixels[keep], batch_size)
             if not np.isfinite(probs).all():
                 bad = int((~np.isfinite(probs).all(axis=1)).sum())
                 raise BadCheckpoint(

@@ -53,9 +53,12 @@ class TrainConfig(_Section):
     channels_last: bool = True
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)  # stop after the epoch that passes this
+    # time budget: the LR schedule runs over min(epochs, budget) and training stops at it
+    max_minutes: float | None = Field(None, gt=0)
     limit_train: int | None = Field(None, ge=1)  # smoke runs: use this many training items
     limit_val: int | None = Field(None, ge=1)
+    neighbour_p: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # 0-3 NILM cells
+    empty_p: float = Field(0.3, ge=0, le=1)  # near-empty crop drawn as an empty patch
     augment: AugmentConfig = AugmentConfig()
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from cytoscreen.errors import BadManifest
-from cytoscreen.training.render import render_cell_patch
+from cytoscreen.training.render import Sprite, cell_sprite, debris_sprite, render_patch
 
 BETHESDA = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC")
 BACKGROUND = "background"  # category of near-empty crops (their label describes a missing cell)
@@ -127,8 +127,11 @@ def category_counts(examples: Sequence[Example]) -> dict[str, int]:
 class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Examples as uint8 HWC patches -> augmented -> uint8 CHW tensors (normalised on device).
 
-    Training renders each crop at a fresh random place and background every time; evaluation
-    renders item ``i`` identically on every call (seeded by ``seed`` and ``i``).
+    A CRIC cell is drawn as a slide patch (``render.render_patch``): its own sprite off-centre
+    plus 0-3 NILM neighbours taken from this dataset's own NILM cells (so no cell crosses
+    splits), on procedural background. A near-empty crop becomes debris texture, or with
+    probability ``empty_p`` an empty background patch; both are negatives. Training draws a
+    fresh layout every call; evaluation draws item ``i`` identically every time.
     """
 
     def __init__(
@@ -141,6 +144,8 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         transform: Callable[..., dict[str, Any]] | None = None,
         train: bool,
         seed: int = 0,
+        neighbour_p: Sequence[float] = (0.4, 0.25, 0.2, 0.15),
+        empty_p: float = 0.3,
     ) -> None:
         self.examples = list(examples)
         self.patch_px = patch_px
@@ -149,10 +154,30 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.transform = transform
         self.train = train
         self.seed = seed
+        self.neighbour_p = np.asarray(neighbour_p, float) / float(sum(neighbour_p))
+        self.empty_p = empty_p
+        self._nilm = [
+            i
+            for i, e in enumerate(self.examples)
+            if isinstance(e, CricCell) and e.bethesda == "NILM" and not e.near_empty
+        ]
+        self._sprites: dict[int, Sprite] = {}
+        self._eval_cache: dict[int, npt.NDArray[np.uint8]] = {}  # eval patches never change
         self._calls = 0
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def sprite(self, i: int) -> Sprite:
+        """Sprite of CRIC example ``i`` at the patch resolution (made once, then cached)."""
+        sp = self._sprites.get(i)
+        if sp is None:
+            ex = self.examples[i]
+            assert isinstance(ex, CricCell)
+            crop = np.asarray(Image.open(ex.path).convert("RGB"))
+            make = debris_sprite if ex.near_empty else cell_sprite
+            sp = self._sprites[i] = make(crop, self.crop_mpp, self.mpp)
+        return sp
 
     def patch(self, i: int) -> npt.NDArray[np.uint8]:
         ex = self.examples[i]
@@ -163,22 +188,24 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
                     slide=ex.group,
                 )
             return ex.image
-        crop = np.asarray(Image.open(ex.path).convert("RGB"))
+        if not self.train and i in self._eval_cache:
+            return self._eval_cache[i]
         if self.train:
             self._calls += 1
             rng = np.random.default_rng([self.seed, i, self._calls])
-            shift = self.patch_px // 5
         else:
             rng = np.random.default_rng([self.seed, i])
-            shift = 0
-        return render_cell_patch(
-            crop,
-            patch_px=self.patch_px,
-            crop_mpp=self.crop_mpp,
-            target_mpp=self.mpp,
-            rng=rng,
-            max_shift=shift,
-        )
+        k = int(rng.choice(len(self.neighbour_p), p=self.neighbour_p))
+        pool = [j for j in self._nilm if j != i]
+        picks = rng.choice(len(pool), size=min(k, len(pool)), replace=False) if pool else ()
+        neighbours = [self.sprite(pool[int(j)]) for j in picks]
+        main: Sprite | None = self.sprite(i)
+        if ex.near_empty and rng.random() < self.empty_p:
+            main = None
+        img = render_patch(main, neighbours, patch_px=self.patch_px, rng=rng, mpp=self.mpp)
+        if not self.train:
+            self._eval_cache[i] = img
+        return img
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = self.patch(i)

@@ -72,3 +72,40 @@ def by_category(
             "flagged_rate": float(flagged / mask.sum()),
         }
     return out
+
+
+def category_report(
+    labels: npt.ArrayLike,
+    categories: Sequence[str],
+    scores: npt.ArrayLike,
+    threshold: float,
+    seed: int = 0,
+) -> dict[str, dict[str, float | int]]:
+    """Per category: count, flagged share at ``threshold`` with its exact 95% CI (sensitivity
+    for an abnormal category, 1 - specificity for a negative one) and, for abnormal categories,
+    the AUC of that category against all negatives (bootstrap 95% CI)."""
+    y = np.asarray(labels).astype(int)
+    s = np.asarray(scores, dtype=float)
+    cats = np.asarray(categories)
+    out: dict[str, dict[str, float | int]] = {}
+    for c in sorted(set(cats.tolist())):
+        mask = cats == c
+        positive = bool(y[mask].max()) if mask.any() else False
+        flagged = int((s[mask] >= threshold).sum())
+        n = int(mask.sum())
+        hit = flagged if positive else n - flagged  # sensitivity or specificity counts
+        p = proportion(hit, n)
+        row: dict[str, float | int] = {
+            "n": n,
+            "flagged": flagged,
+            "flagged_rate": flagged / n,
+            ("sensitivity" if positive else "specificity"): p.value,
+            "ci_low": p.ci_low,
+            "ci_high": p.ci_high,
+        }
+        if positive:
+            sel = mask | (y == 0)
+            a = auc_with_ci(y[sel], s[sel], n_boot=500, seed=seed)
+            row.update(auc=a.value, auc_ci_low=a.ci_low, auc_ci_high=a.ci_high)
+        out[c] = row
+    return out

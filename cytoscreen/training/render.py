@@ -1,74 +1,134 @@
-"""Small local renderer: a CRIC cell crop placed on a pale slide-like background as a patch at
-the model's resolution. (Local until cytoscreen.synth offers shared compositing functions.)
+"""Training patches that look like slide patches: CRIC crops composited as optical density.
+
+Uses the slide generator's Beer-Lambert compositing (``cytoscreen.synth.compose``) and the same
+kind of procedural background (``cytoscreen.synth.noise.fbm`` times a faint stain tint, under
+pale glass), so a training patch and a patch cut from a generated slide are made the same way.
 
 CRIC crops carry no pixel size; 0.25 um/px is the working assumption, so a 100-px crop becomes
-~50 px at 0.5 um/px.
+a ~50-px sprite at 0.5 um/px. Cells are placed off-centre at random positions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from skimage.transform import resize
 
+from cytoscreen.synth.compose import (
+    cell_alpha,
+    composite,
+    estimate_background,
+    od_to_rgb,
+    radial_window,
+    rgb_to_od,
+)
+from cytoscreen.synth.noise import fbm
+
 RGB = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+GLASS = np.array([241.0, 240.0, 243.0], np.float32)  # as SlideRenderer's glass
+TINT = np.array([0.030, 0.018, 0.016], np.float32)  # as SlideRenderer's background tint
 
 
-def rescale_crop(crop: RGB, crop_mpp: float, target_mpp: float) -> RGB:
-    """Resample a crop from ``crop_mpp`` to ``target_mpp`` (anti-aliased when shrinking)."""
-    factor = crop_mpp / target_mpp
-    h, w = crop.shape[:2]
-    size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    out = resize(crop, size, order=1, anti_aliasing=factor < 1, preserve_range=True)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+@dataclass(frozen=True)
+class Sprite:
+    """A premultiplied optical-density layer (alpha x OD) at the patch resolution."""
+
+    layer: F32  # (h, w, 3)
+
+    @property
+    def size(self) -> int:
+        return int(self.layer.shape[0])
 
 
-def slide_background(size: int, rng: np.random.Generator) -> RGB:
-    """Pale, slightly uneven glass-and-mount colour with a little sensor noise."""
-    base = np.array([232.0, 228.0, 226.0]) + rng.normal(0.0, 6.0, 3)
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
-    tilt = rng.normal(0.0, 4.0, 2)
-    shade = tilt[0] * (yy - 0.5) + tilt[1] * (xx - 0.5)
-    img = base[None, None, :] + shade[..., None] + rng.normal(0.0, 2.0, (size, size, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
+def _resample(layer: F32, factor: float) -> F32:
+    h, w = layer.shape[:2]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)), layer.shape[2])
+    out = resize(layer, size, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    return np.asarray(out, np.float32)
 
 
-def _feather(h: int, w: int, width: int) -> npt.NDArray[np.float32]:
-    """Alpha that rises from 0 at the crop border to 1 ``width`` pixels inside."""
-    ry = np.minimum(np.arange(h), np.arange(h)[::-1]) / max(width, 1)
-    rx = np.minimum(np.arange(w), np.arange(w)[::-1]) / max(width, 1)
-    return np.clip(np.minimum.outer(ry, rx), 0.0, 1.0).astype(np.float32)
+def cell_sprite(crop: RGB, crop_mpp: float, target_mpp: float) -> Sprite:
+    """The central cell of a crop (``cell_alpha``), resampled to ``target_mpp``."""
+    od, alpha = cell_alpha(crop)
+    return Sprite(_resample(od * alpha[..., None], crop_mpp / target_mpp))
 
 
-def composite(crop: RGB, background: RGB, rng: np.random.Generator, max_shift: int = 0) -> RGB:
-    """Paste ``crop`` near the centre of ``background``: the crop's own border colour is matched
-    to the background and its edges are feathered, so no square outline remains."""
-    size = background.shape[0]
-    h, w = crop.shape[:2]
-    if h > size or w > size:
-        raise ValueError(f"crop {h}x{w} does not fit in a {size}-px patch")
-    border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]]).astype(np.float32)
-    y0 = (size - h) // 2 + int(rng.integers(-max_shift, max_shift + 1))
-    x0 = (size - w) // 2 + int(rng.integers(-max_shift, max_shift + 1))
-    y0 = int(np.clip(y0, 0, size - h))
-    x0 = int(np.clip(x0, 0, size - w))
-    region = background[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
-    shifted = crop.astype(np.float32) - np.median(border, axis=0) + region.mean(axis=(0, 1))
-    alpha = _feather(h, w, max(2, min(h, w) // 8))[..., None]
-    out = background.copy()
-    blended = alpha * shifted + (1.0 - alpha) * region
-    out[y0 : y0 + h, x0 : x0 + w] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out
+def debris_sprite(crop: RGB, crop_mpp: float, target_mpp: float) -> Sprite:
+    """A near-empty crop as faint background texture, faded towards its border (as in slides)."""
+    od = rgb_to_od(crop, estimate_background(crop, quantile=0.6))
+    layer = od * radial_window(crop.shape[0], inner=0.25)[: crop.shape[0], : crop.shape[1], None]
+    return Sprite(_resample(layer.astype(np.float32), crop_mpp / target_mpp))
 
 
-def render_cell_patch(
-    crop: RGB,
+def background_od(size: int, rng: np.random.Generator, mpp: float = 0.5) -> F32:
+    """Glass plus proteinaceous background at ``mpp``: fbm texture times a random faint tint."""
+    s = 0.25 / mpp  # the slide generator's octaves are in 0.25-um/px pixels
+    octaves = [6000 * s, 1500 * s, 300 * s, 60 * s, 14 * s]
+    x0, y0 = rng.integers(0, 1 << 20, 2)
+    xs = (x0 + np.arange(size) + 0.5).astype(np.float64)
+    ys = (y0 + np.arange(size) + 0.5).astype(np.float64)
+    tex = fbm(xs, ys, octaves, int(rng.integers(0, 1 << 31))).astype(np.float32)
+    amount = 0.3 + 1.4 * np.clip(tex, 0, 1) ** 1.5
+    tint = TINT * np.exp(rng.normal(0, 0.25, 3)).astype(np.float32)
+    return (amount[..., None] * tint).astype(np.float32)
+
+
+def background_rgb(size: int, rng: np.random.Generator, mpp: float = 0.5) -> RGB:
+    """An empty patch: background only."""
+    return od_to_rgb(background_od(size, rng, mpp), random_glass(rng))
+
+
+def random_glass(rng: np.random.Generator) -> F32:
+    return (GLASS + rng.normal(0, 1.5, 3)).astype(np.float32)
+
+
+def _orient(layer: F32, k: int) -> F32:
+    out = layer[:, ::-1] if k >= 4 else layer
+    return np.ascontiguousarray(np.rot90(out, k % 4))
+
+
+def place(
+    canvas: F32,
+    sprite: Sprite,
+    rng: np.random.Generator,
+    *,
+    margin: float = 0.5,
+    gain_sd: float = 0.1,
+) -> tuple[int, int]:
+    """Add ``sprite`` at a random place, orientation and stain gain; returns its centre (x, y).
+
+    The centre is kept at least ``margin * sprite size`` from the patch border, so the cell is
+    (mostly) inside the patch.
+    """
+    size = canvas.shape[0]
+    n = sprite.size
+    lo = int(round(margin * n))
+    hi = max(lo, size - lo)
+    cx, cy = (int(v) for v in rng.integers(lo, hi + 1, 2))
+    gain = np.exp(rng.normal(0, 0.06, 3) + rng.normal(0, gain_sd)).astype(np.float32)
+    layer = _orient(sprite.layer, int(rng.integers(0, 8)))
+    ones = np.ones(layer.shape[:2], np.float32)
+    composite(canvas, layer, ones, cx - n // 2, cy - n // 2, gain=gain)
+    return cx, cy
+
+
+def render_patch(
+    main: Sprite | None,
+    neighbours: Sequence[Sprite],
     *,
     patch_px: int,
-    crop_mpp: float,
-    target_mpp: float,
     rng: np.random.Generator,
-    max_shift: int = 0,
+    mpp: float = 0.5,
 ) -> RGB:
-    cell = rescale_crop(crop, crop_mpp, target_mpp)
-    return composite(cell, slide_background(patch_px, rng), rng, max_shift=max_shift)
+    """A patch: background, ``neighbours`` (e.g. NILM cells) and the ``main`` sprite on top."""
+    canvas = background_od(patch_px, rng, mpp)
+    for sp in neighbours:
+        place(canvas, sp, rng, margin=0.2)
+    if main is not None:
+        place(canvas, main, rng, margin=0.5)
+    return od_to_rgb(canvas, random_glass(rng))

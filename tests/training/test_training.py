@@ -18,7 +18,7 @@ from cytoscreen.training.data import (
 )
 from cytoscreen.training.loop import _loader, seed_everything, train
 from cytoscreen.training.metrics import auc_with_ci, proportion, sens_spec
-from cytoscreen.training.render import composite, rescale_crop, slide_background
+from cytoscreen.training.render import background_rgb
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def _blob_patches(n: int, px: int, seed: int, groups_per: int = 1) -> list[Label
     out = []
     yy, xx = np.mgrid[0:px, 0:px]
     for i in range(n):
-        img = slide_background(px, rng)
+        img = background_rgb(px, rng)
         label = int(i % 3 == 0)
         if label:
             cy, cx = rng.integers(px // 4, px - px // 4 + 1, 2)
@@ -49,23 +49,11 @@ def test_config_files_validate_and_unknown_keys_fail(tmp_path: Path) -> None:
 
 def test_augment_pipeline_changes_pixels_but_keeps_shape() -> None:
     pipe = train_pipeline(TrainConfig().augment, seed=3)
-    img = slide_background(64, np.random.default_rng(0))
+    img = background_rgb(64, np.random.default_rng(0))
     img[10:20, 30:40] = 0
     outs = [pipe(image=img)["image"] for _ in range(4)]
     assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
     assert any(not np.array_equal(o, img) for o in outs)
-
-
-def test_rescale_halves_crop_and_composite_hides_square() -> None:
-    crop = np.full((100, 100, 3), 200, np.uint8)
-    crop[40:60, 40:60] = 30
-    small = rescale_crop(crop, 0.25, 0.5)
-    assert small.shape == (50, 50, 3)
-    bg = np.full((224, 224, 3), 230, np.uint8)
-    out = composite(small, bg, np.random.default_rng(0))
-    # crop border (200) was matched to the background (230): no outline at the paste edge
-    assert abs(int(out[112 - 25, 112].mean()) - 230) <= 3
-    assert out[112, 112].mean() < 100  # the dark centre is kept
 
 
 def test_split_keeps_each_group_on_one_side() -> None:
