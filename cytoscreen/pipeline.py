@@ -55,6 +55,7 @@ from cytoscreen.tiling import PatchCache, open_cache, tile_slide
 from cytoscreen.types import TriageDecision
 
 if TYPE_CHECKING:
+    from cytoscreen.scoring.infer import Scorer
     from cytoscreen.scoring.model import ModelCard
 
 RESULT_FORMAT = 1
@@ -72,6 +73,13 @@ STAGES = ("tiling", "scoring", "deciding", "images")
 class ModelChoice:
     dir: Path
     card: ModelCard
+    network: Any = None  # the loaded torch module (loaded once, checked before any tiling)
+
+    def scorer(self, cfg: Config) -> Scorer:
+        """The batch's one scorer: the model on its device, in the precision the config asks."""
+        from cytoscreen.scoring.infer import Scorer
+
+        return Scorer(self.network, self.card, cfg.scoring.device, cfg.scoring.precision)
 
     @property
     def model_id(self) -> str:
@@ -115,7 +123,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
             hint="pass --model DIR with a model written by `cytoscreen train` "
             "(or set scoring.model in the config)",
         )
-    _, card = load_checkpoint(chosen)
+    network, card = load_checkpoint(chosen)
     px = card.preprocessing.input_size[1]
     if cfg.tiling.patch_size != px or abs(cfg.tiling.target_mpp - card.mpp) > 0.02 * card.mpp:
         raise ConfigError(
@@ -124,7 +132,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
             slide=chosen,
             hint=f"set tiling.patch_size: {px} and tiling.target_mpp: {card.mpp} in the config",
         )
-    return ModelChoice(chosen, card)
+    return ModelChoice(chosen, card, network)
 
 
 def resolve_calibration(
@@ -205,6 +213,12 @@ class _Run:
     model: ModelChoice
     calibration: CalibrationChoice | None
     observer: ScreenObserver
+    scorer: Scorer | None = None  # made on first use, then shared by every slide of the batch
+
+    def get_scorer(self) -> Scorer:
+        if self.scorer is None:
+            self.scorer = self.model.scorer(self.cfg)
+        return self.scorer
 
     @property
     def run_key(self) -> dict[str, Any]:
@@ -252,7 +266,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     t = time.perf_counter()
     obs.stage(slide, "scoring", 0, None)
     sc = cfg.scoring
-    score_cache(store, run.model.dir, sc.batch_size, sc.device, sc.precision, threads=sc.threads)
+    score_cache(store, run.get_scorer(), sc.batch_size, threads=sc.threads)
     timings["scoring"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -214,3 +214,28 @@ def test_missing_model_and_calibration_say_what_to_pass(
             model_dir=model_dir,
             calibration_path=tmp_path / "missing.json",
         )
+
+
+def test_the_model_is_loaded_once_per_batch(
+    tmp_path: Path,
+    slide_dir: Path,
+    model_dir: Path,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cytoscreen.scoring.checkpoint as checkpoint
+    import cytoscreen.scoring.infer as infer
+
+    loads: list[Path] = []
+    real = checkpoint.load_checkpoint
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        loads.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", counting)
+    monkeypatch.setattr(infer, "load_checkpoint", counting)
+    report = screen([slide_dir], tmp_path / "out", load_config(config_path), model_dir=model_dir)
+    scored = [r for r in report.results if r.get("status") == "ok" and r["counts"]["n_patches"]]
+    assert len(scored) >= 2  # several slides were scored ...
+    assert loads == [model_dir]  # ... with one load of the checkpoint
