@@ -9,6 +9,7 @@ import tifffile
 
 from cytoscreen.errors import CytoscreenError, MissingMpp, UnreadableSlide
 from cytoscreen.io.base import SlideReader
+from cytoscreen.io.checks import vet_slide
 from cytoscreen.io.openslide_backend import OpenSlideReader
 from cytoscreen.io.tiffslide_backend import TiffSlideReader
 from cytoscreen.types import BackendName, SlideMeta
@@ -39,11 +40,22 @@ def open_slide(
     to tiffslide, which also reads their SubIFD pyramid. ``mpp``
     overrides the slide's own resolution (micrometres per level-0 pixel).
 
-    Raises ``UnreadableSlide`` (missing, empty or non-slide file), ``MissingMpp`` (no resolution
+    Raises ``UnreadableSlide`` (missing, empty or non-slide file; a size no glass slide has; pixels
+    that are not 8-bit RGB(A), see ``cytoscreen.io.checks``), ``MissingMpp`` (no resolution
     recorded and no ``mpp``) or ``InvalidMpp`` (implausible ``mpp``), each naming the file.
     """
     p = Path(path)
     _check_file(p)
+    reader = _open(p, backend, mpp)
+    try:
+        vet_slide(p, reader.meta)
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _open(p: Path, backend: BackendChoice, mpp: float | None) -> SlideReader:
     if backend == "openslide":
         return OpenSlideReader(p, mpp=mpp)
     if backend == "tiffslide":

@@ -94,3 +94,34 @@ def run_screen(model_dir: Path, config_path: Path) -> ScreenFn:
         return CliRunner().invoke(app, args)
 
     return run
+
+
+def _summary_rows(out: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    with (out / "summary.csv").open(newline="", encoding="utf-8") as fh:
+        return {r["path"]: r for r in csv.DictReader(fh)}
+
+
+def _slide_results(out: Path) -> dict[str, dict[str, Any]]:
+    import json
+
+    found = {}
+    for p in sorted((out / "slides").glob("*/result.json")):
+        r = json.loads(p.read_text(encoding="utf-8"))
+        r["_dir"] = str(p.parent)
+        found[r["path"]] = r
+    return found
+
+
+@pytest.fixture(scope="session")
+def summary_rows() -> Callable[[Path], dict[str, dict[str, str]]]:
+    """``summary_rows(out)``: the rows of ``out/summary.csv`` keyed by the slide's path."""
+    return _summary_rows
+
+
+@pytest.fixture(scope="session")
+def slide_results() -> Callable[[Path], dict[str, dict[str, Any]]]:
+    """``slide_results(out)``: every ``slides/*/result.json`` keyed by the slide's path, with
+    ``_dir`` (the slide's output folder) added."""
+    return _slide_results
