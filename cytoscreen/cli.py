@@ -465,3 +465,54 @@ def review(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the weights, card and README.")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Training YAML (default configs/train/default.yaml)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="CRIC manifest.csv (default shared/data/cric/)."),
+    ] = None,
+    splits: Annotated[
+        Path | None,
+        typer.Option("--splits", help="Cell split file (default data_manifests/cric_splits.json)."),
+    ] = None,
+    reviews: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reviews", help="Results folder whose review marks become training patches (repeat)."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
+    backend: BackendOpt = "auto",
+) -> None:
+    """Train a patch scorer on the CRIC cells, plus pathologist-reviewed fields."""
+    from cytoscreen.training import run
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        cfg = run.resolve_config(config or run.DEFAULT_CONFIG)
+        extra = run.load_reviews(reviews or [], cfg, backend=backend)
+        if extra:
+            say(run.reviews_summary(extra, cfg))
+        outcome = run.train_model(
+            cfg,
+            manifest or run.DEFAULT_MANIFEST,
+            splits or run.DEFAULT_SPLITS_PATH,
+            out,
+            extra=extra,
+            extra_sources=[f"reviews:{p.resolve().name}" for p in reviews or []],
+            device=device,
+            log=say,
+        )
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    for line in run.summary_lines(outcome):
+        say(line)
