@@ -40,7 +40,7 @@ from cytoscreen.training.splits import load_cell_splits
 RULES = {
     "max": AggregationSettings(rule="max"),
     "top_k_mean(k=5)": AggregationSettings(rule="top_k_mean", top_k=5),
-    "top_k_mean(k=10)": AggregationSettings(rule="top_k_mean", top_k=10),
+    "top_k_mean(k=10)": AggregationSettings(rule="top_k_mean", top_k=10),  # the default
     "noisy_or(k=10)": AggregationSettings(rule="noisy_or", noisy_or_top_k=10),
     "count_over(0.5)": AggregationSettings(rule="count_over", patch_threshold=0.5),
 }
@@ -120,27 +120,35 @@ def main() -> None:
           f"{card.model_id}, target sensitivity {args.target}")  # fmt: skip
     head = f"{'rule':<18}{'AUC (95% CI)':<24}{'threshold':>10}  "
     print(head + f"{'sensitivity':<28}{'specificity':<28}")
+    source = (
+        f"{len(slides)} generated validation slides ({int(labels.sum())} positive, "
+        f"{args.size} px at 0.25 um/px) from the CRIC val cells of data_manifests/cric_splits.json"
+        f" (scripts/calibrate_default_model.py --negative {args.negative} --positive "
+        f"{args.positive} --size {args.size} --seed {args.seed})"
+    )
     table = {}
     for name, settings in RULES.items():
         scores = [aggregate(s["prob"], settings) for s in slides]
         auc = auc_with_ci(labels, np.array(scores, dtype=float), seed=0)
         cal = calibrate(scores, labels.tolist(), model_id=card.model_id,
-                        rule=rule_label(settings), data_source=str(set_dir / "manifest.csv"),
+                        rule=rule_label(settings), data_source=source,
                         target_sensitivity=args.target)  # fmt: skip
         sens, spec = cal.sensitivity, cal.specificity
         table[name] = (auc, cal, settings)
         spec_txt = "n/a" if spec is None else (
             f"{spec.value:.2f} ({spec.k}/{spec.n}) {spec.lower:.2f}-{spec.upper:.2f}")  # fmt: skip
-        print(f"{name:<18}{auc.value:.3f} ({auc.lower:.3f}-{auc.upper:.3f})    "
+        print(f"{name:<18}{auc.value:.3f} ({auc.ci_low:.3f}-{auc.ci_high:.3f})    "
               f"{cal.threshold:>10.4g}  {sens.value:.2f} ({sens.k}/{sens.n}) "
               f"{sens.lower:.2f}-{sens.upper:.2f}     {spec_txt}")  # fmt: skip
     positives = [s for s in slides if s["label"] == 1]
     hits = sum(top_fields_hit(s) for s in positives)
     print(f"\ntop-10 fields hold a true abnormal cell on {hits}/{len(positives)} positive slides")
-    best = max(table, key=lambda k: (table[k][0].value, k.startswith("top_k_mean(k=10)")))
-    print(f"best rule by AUC: {best}")
-    if args.write:
-        cal = table[best][1]
+    best = max(table, key=lambda k: table[k][0].value)
+    default = rule_label(load_config().aggregation)
+    print(f"highest AUC: {best}; the configured rule is {default} (change the default only when")
+    print("the difference is beyond the confidence intervals)")
+    if args.write:  # calibrate the rule `screen` uses by default
+        cal = next(c for _, c, st in table.values() if rule_label(st) == default)
         out = args.model / "calibration.json"
         save_calibration(cal, out)
         print(f"wrote {out}")
