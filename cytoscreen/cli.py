@@ -325,11 +325,33 @@ def demo(
         return
     results = out / "results"
     _run_screen(cfg, [slides_dir], results, out / "cache")
+    gallery(results)
+    _print_calibration(DEFAULT_MODEL_DIR / "calibration.json")
     console.print(
-        f"open {results / 'summary.csv'} (spreadsheet) and the heatmaps in "
-        f"{results / 'slides'}/<slide>/heatmap.png",
+        f"open {results / 'summary.csv'} in a spreadsheet, {results / 'gallery' / 'index.html'}"
+        f" in a browser, or review the fields with: cytoscreen review {results}",
         highlight=False,
+        markup=False,
     )
+
+
+def _print_calibration(path: Path) -> None:
+    """What the calibration in use promises, with counts, intervals and the data behind it."""
+    from cytoscreen.slide import load_calibration
+
+    cal = load_calibration(path)
+    parts = [f"sensitivity {cal.sensitivity.value:.2f} ({cal.sensitivity.k}/{cal.sensitivity.n}, "
+             f"95% CI {cal.sensitivity.lower:.2f}-{cal.sensitivity.upper:.2f})"]  # fmt: skip
+    if cal.specificity is not None:
+        sp = cal.specificity
+        parts.append(
+            f"specificity {sp.value:.2f} ({sp.k}/{sp.n}, 95% CI {sp.lower:.2f}-{sp.upper:.2f})"
+        )
+    parts.append(f"slides set aside as negative {cal.set_aside_share:.0%}")
+    console.print(f"calibration {path.name} (threshold {cal.threshold:.3g}): " + "; ".join(parts)
+                  + f". Measured on {cal.data_source}.", highlight=False, markup=False)  # fmt: skip
+    for warning in cal.warnings:
+        console.print(f"calibration warning: {warning}", highlight=False, markup=False)
 
 
 @app.command()
