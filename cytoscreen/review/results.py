@@ -78,6 +78,7 @@ class ResultsView:
     root: Path
     slides: tuple[SlideView, ...]  # worst first, as in summary.csv
     model_id: str
+    notices: tuple[str, ...] = ()  # run-wide caveats (the calibration's), shown once
 
     def slide(self, slide_id: str) -> SlideView | None:
         return next((s for s in self.slides if s.id == slide_id), None)
@@ -134,7 +135,7 @@ def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
         fields=tuple(sorted(fields, key=lambda f: f.rank)),
         has_thumbnail=(slide_dir / "thumbnail.png").is_file(),
         has_heatmap=(slide_dir / "heatmap.png").is_file(),
-        warnings=tuple(str(w) for w in result.get("warnings") or []),
+        warnings=tuple(w for w in map(str, result.get("warnings") or []) if not _run_wide(w)),
         error=str(result["error"]) if result.get("error") else None,
         mpp=_num(info.get("mpp")),
         target_mpp=_num(info.get("target_mpp")),
@@ -142,6 +143,22 @@ def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
         backend=str(info["backend"]) if info.get("backend") else None,
         cache=str(result["cache"]) if result.get("cache") else None,
     )
+
+
+RUN_WIDE_PREFIX = "calibration: "  # what decide() prefixes the calibration's own warnings with
+
+
+def _run_wide(warning: str) -> bool:
+    return warning.startswith(RUN_WIDE_PREFIX)
+
+
+def _notices(results: list[dict[str, Any]]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for r in results:
+        for w in map(str, r.get("warnings") or []):
+            if _run_wide(w):
+                seen.setdefault(w[len(RUN_WIDE_PREFIX) :], None)
+    return tuple(seen)
 
 
 def _sort_key(s: SlideView) -> tuple[int, float, str]:
@@ -155,7 +172,7 @@ def load_results(root: str | Path) -> ResultsView:
     slides_dir = root / "slides"
     if not slides_dir.is_dir():
         raise NotAResultsFolder("no slides/ folder here", slide=root)
-    views = []
+    views, raw = [], []
     for path in sorted(slides_dir.glob("*/result.json")):
         try:
             result = json.loads(path.read_text(encoding="utf-8"))
@@ -166,10 +183,11 @@ def load_results(root: str | Path) -> ResultsView:
         if result["id"] != path.parent.name:
             continue
         views.append(slide_view(result, path.parent))
+        raw.append(result)
     run: Any = {}
     with contextlib.suppress(OSError, ValueError):
         run = json.loads((root / "run.json").read_text(encoding="utf-8"))
     model_id = str((run.get("model") or {}).get("id", "")) if isinstance(run, dict) else ""
     if not model_id and views:
         model_id = views[0].model_id
-    return ResultsView(root, tuple(sorted(views, key=_sort_key)), model_id)
+    return ResultsView(root, tuple(sorted(views, key=_sort_key)), model_id, _notices(raw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -121,3 +122,30 @@ def test_unsafe_or_mismatched_ids_are_left_out(results_dir: Path) -> None:
     bad.mkdir()
     (bad / "result.json").write_text('{"id": "../../etc", "status": "ok"}', "utf-8")
     assert len(load_results(results_dir).slides) == 3
+
+
+def test_calibration_caveats_are_shown_once_not_per_slide(tmp_path: Path) -> None:
+    from cytoscreen.review.results import load_results
+
+    slides = tmp_path / "slides"
+    caveat = "calibration: only 12 positive slides"
+    for sid in ("a-00000001", "b-00000002"):
+        (slides / sid).mkdir(parents=True)
+        (slides / sid / "result.json").write_text(
+            json.dumps(
+                {
+                    "id": sid,
+                    "status": "ok",
+                    "outcome": "review",
+                    "score": 0.9,
+                    "threshold": 0.5,
+                    "warnings": [caveat, f"{sid}: scanty"],
+                    "fields": [],
+                }
+            )
+        )
+    view = load_results(tmp_path)
+    assert view.notices == ("only 12 positive slides",)
+    assert all(s.warnings == (f"{s.id}: scanty",) for s in view.slides)
+    html = render_index(view)
+    assert html.count("only 12 positive slides") == 1
