@@ -47,6 +47,15 @@ def write_readme(out: Path, card: ModelCard, cfg: TrainConfig, extra: Mapping[st
             "\n- Pathologist-reviewed slide fields (grouped by field, so no field is on both"
             f" sides of the split): {extra['reviews']}."
         )
+    if extra.get("slides"):
+        reviews += (
+            "\n- Patches cut by the tiler (0.5 um/px) from generated slides built only from the"
+            " CRIC train cells (scripts/make_training_slides.py); positive = an abnormal cell"
+            " centre inside the patch (cells.json truth), patches only touched by an abnormal cell"
+            f" left out; split by slide: {extra['slides']}."
+        )
+    if cfg.init is not None:
+        reviews += f"\n- Fine-tuned from the model in `{Path(cfg.init).name}`."
     text = f"""# cytoscreen default patch scorer ({card.arch}, {card.model_id})
 
 **Research basis only, not for clinical use.** This model was trained on a small public dataset

@@ -34,6 +34,15 @@ class AugmentConfig(_Section):
     scale: tuple[float, float] = (0.9, 1.1)  # small magnification changes
 
 
+class SlideSource(_Section):
+    """Patches cut from generated slides (cytoscreen.training.slide_patches)."""
+
+    manifests: list[str] = []  # manifest.csv of slide sets made from the CRIC train cells
+    cache_dir: str = ".cytoscreen-cache/training-slides"  # their patch stores
+    max_negative: int | None = Field(40, ge=0)  # NILM patches kept per slide (None: all)
+    val_fraction: float = Field(0.2, ge=0, lt=1)  # share of slides held out for validation
+
+
 class TrainConfig(_Section):
     arch: str = "efficientnet_lite0"
     pretrained: Literal["none", "imagenet"] = "imagenet"
@@ -60,6 +69,12 @@ class TrainConfig(_Section):
     neighbour_p: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # 0-3 NILM cells
     empty_p: float = Field(0.3, ge=0, le=1)  # near-empty crop drawn as an empty patch
     augment: AugmentConfig = AugmentConfig()
+    # weights to start from: a model folder (weights.safetensors + card.json) or ImageNet
+    init: str | None = None
+    slides: SlideSource = SlideSource()
+    # share of each epoch's draws per source kind ("cric", "slides", "review"); each kind is
+    # label-balanced within its share. None: balance labels over all examples together
+    mix: dict[str, float] | None = None
 
 
 def load_train_config(path: str | Path | None = None, **overrides: object) -> TrainConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +13,13 @@ import numpy.typing as npt
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cytoscreen.scoring.checkpoint import save_checkpoint
+from cytoscreen.scoring.checkpoint import load_checkpoint, save_checkpoint
 from cytoscreen.scoring.model import ModelCard, TrainingData, create_model, new_card
 from cytoscreen.scoring.pretrained import LITE0_ARCHS, load_lite0_imagenet
 from cytoscreen.scoring.runtime import Normaliser, autocast, resolve_device
 from cytoscreen.training.augment import eval_pipeline, train_pipeline
 from cytoscreen.training.config import TrainConfig
-from cytoscreen.training.data import Example, PatchDataset, class_counts, label_of
+from cytoscreen.training.data import CricCell, Example, PatchDataset, class_counts, label_of
 from cytoscreen.training.metrics import auc
 
 
@@ -98,6 +98,14 @@ def reset_head(model: torch.nn.Module, std: float = 0.01) -> None:
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    if cfg.init is not None:  # fine-tune a trained model: keep its head too
+        model, card = load_checkpoint(cfg.init)
+        if card.arch != cfg.arch or list(card.classes) != list(cfg.classes):
+            raise ValueError(
+                f"init model {cfg.init} is {card.arch} {card.classes}, config wants "
+                f"{cfg.arch} {cfg.classes}"
+            )
+        return model
     model = create_model(cfg.arch, len(cfg.classes))
     if cfg.pretrained == "imagenet":
         if cfg.arch not in LITE0_ARCHS:
@@ -107,14 +115,42 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     return model
 
 
+def source_kind(ex: Example) -> str:
+    """ "cric" for a CRIC cell, else the part of the patch's source before ":"."""
+    return "cric" if isinstance(ex, CricCell) else ex.source.split(":", 1)[0]
+
+
+def mix_weights(
+    kinds: Sequence[str], labels: npt.NDArray[np.int64], mix: Mapping[str, float]
+) -> npt.NDArray[np.float64]:
+    """Sampling weights: kind k gets share ``mix[k]`` (renormalised over the kinds present),
+    split equally between the labels present within it. Kinds missing from ``mix`` get 0."""
+    kind_arr = np.asarray(kinds)
+    present = {k: float(mix.get(k, 0.0)) for k in set(kinds)}
+    total = sum(present.values())
+    if total <= 0:
+        raise ValueError(f"mix {dict(mix)} gives no weight to any source present {sorted(present)}")
+    w = np.zeros(len(kinds), dtype=np.float64)
+    for k, share in present.items():
+        in_k = kind_arr == k
+        labs = np.unique(labels[in_k])
+        for lab in labs:
+            sel = in_k & (labels == lab)
+            w[sel] = share / total / len(labs) / sel.sum()
+    return w
+
+
 def _loader(
     ds: PatchDataset, cfg: TrainConfig, gen: torch.Generator, train: bool
 ) -> torch.utils.data.DataLoader[tuple[torch.Tensor, int]]:
     sampler: torch.utils.data.Sampler[int] | None = None
     if train and cfg.balance == "sampler":
         labels = np.array([label_of(e) for e in ds.examples])
-        freq = np.bincount(labels, minlength=len(cfg.classes)).astype(float)
-        weights = 1.0 / np.maximum(freq[labels], 1.0)
+        if cfg.mix:
+            weights = mix_weights([source_kind(e) for e in ds.examples], labels, cfg.mix)
+        else:
+            freq = np.bincount(labels, minlength=len(cfg.classes)).astype(float)
+            weights = 1.0 / np.maximum(freq[labels], 1.0)
         sampler = torch.utils.data.WeightedRandomSampler(
             weights.tolist(), num_samples=len(labels), replacement=True, generator=gen
         )

@@ -30,6 +30,7 @@ from cytoscreen.training.data import (
 from cytoscreen.training.evaluate import positive_scores, render_eval_set, throughput
 from cytoscreen.training.loop import train
 from cytoscreen.training.metrics import auc_with_ci, category_report, sens_spec
+from cytoscreen.training.slide_patches import load_slide_patches
 from cytoscreen.training.splits import DEFAULT_SPLITS_PATH, apply_splits, load_cell_splits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,6 +149,31 @@ def _cric_cells(manifest: Path, splits_path: Path) -> dict[str, list[Example]]:
     return {"train": list(parts["train"]), "val": list(parts["val"])}
 
 
+def _slide_examples(
+    cfg: TrainConfig, say: Callable[[str], None]
+) -> tuple[list[LabelledPatch], list[LabelledPatch]]:
+    """Patches of the configured generated slides, split by slide (group)."""
+    if not cfg.slides.manifests:
+        return [], []
+    patches = load_slide_patches(
+        [REPO / m for m in cfg.slides.manifests],
+        REPO / cfg.slides.cache_dir,
+        max_negative=cfg.slides.max_negative,
+        seed=cfg.seed,
+        mpp=cfg.mpp,
+        patch_px=cfg.patch_px,
+    )
+    if cfg.slides.val_fraction > 0:
+        tr, va = split_extra(patches, cfg.slides.val_fraction, cfg.seed)
+    else:
+        tr, va = list(patches), []
+    say(
+        f"slides: {len(tr)} patches train {label_counts(tr, cfg.classes)}, {len(va)} val "
+        f"{label_counts(va, cfg.classes)}"
+    )
+    return tr, va
+
+
 def train_model(
     cfg_path: str | Path | TrainConfig,
     manifest: str | Path,
@@ -185,9 +211,12 @@ def train_model(
         extra_tr, extra_va = split_extra(extra, cfg.val_fraction, cfg.seed)
     else:
         extra_tr, extra_va = list(extra), []
-    tr, va = [*tr, *extra_tr], [*va, *extra_va]
+    n_cric_val = len(va)
+    slide_tr, slide_va = _slide_examples(cfg, say)
+    tr, va = [*tr, *extra_tr, *slide_tr], [*va, *extra_va, *slide_va]
     # recorded relative to the repository, so the card names no machine's folders
     sources = [source_name(manifest), source_name(splits_path), *extra_sources]
+    sources += [f"generated slides: {m}" for m in cfg.slides.manifests]
     say(f"train {len(tr)} ({category_counts(tr)}); val {len(va)} ({category_counts(va)})")
 
     t0 = time.perf_counter()
@@ -215,6 +244,12 @@ def train_model(
     validation = {"patch_auc": aucs[chosen], "patch_auc_fp32": aucs["fp32"]}
     validation["patch_auc_bf16_channels_last"] = aucs["bf16"]
     validation.update(sens_spec(labels, s, THRESHOLD))
+    if slide_va:  # the CRIC-only figure stays comparable with models trained without slides
+        validation["patch_auc_cric_val"] = auc_with_ci(
+            labels[:n_cric_val], s[:n_cric_val], seed=cfg.seed
+        )
+        lo = len(va) - len(slide_va)
+        validation["patch_auc_slide_val"] = auc_with_ci(labels[lo:], s[lo:], seed=cfg.seed)
     card: ModelCard = res.card.model_copy(
         update={
             "validation": validation,
@@ -247,6 +282,13 @@ def train_model(
         "pps_fp32": pps["fp32"],
         "pps_bf16": pps["bf16"],
     }
+    if slide_tr or slide_va:
+        figures["slides"] = (
+            f"{len(slide_tr)} patches from {len({p.group for p in slide_tr})} generated slides"
+            f" trained on {label_counts(slide_tr, cfg.classes)}, {len(slide_va)} from "
+            f"{len({p.group for p in slide_va})} other slides held out"
+            f" {label_counts(slide_va, cfg.classes)}"
+        )
     if extra:
         figures["reviews"] = (
             f"{len(extra_tr)} patches trained on {label_counts(extra_tr, cfg.classes)}, "
