@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,36 @@ import numpy.typing as npt
 from cytoscreen.config import check_mpp
 from cytoscreen.errors import InvalidMpp, MissingMpp
 from cytoscreen.io.base import RGBArray
+
+
+class ReaderLifecycle:
+    """What every backend shares: context management, and pickling by path (a worker process
+    reopens the file; native handles cannot travel)."""
+
+    path: Path
+    _mpp_override: float | None
+
+    def close(self) -> None:  # pragma: no cover - each backend closes its own handles
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (type(self), self.path, self._mpp_override))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+_R = TypeVar("_R", bound=ReaderLifecycle)
+
+
+def _reopen(cls: type[_R], path: Path, mpp: float | None) -> _R:
+    return cls(path, mpp=mpp)  # type: ignore[call-arg]
 
 
 def to_rgb_on_white(pixels: npt.NDArray[np.generic], *, premultiplied: bool = False) -> RGBArray:

@@ -8,18 +8,23 @@ read; raw vendor properties (which can hold patient identity) never leave this m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import openslide
 
 from cytoscreen.errors import UnreadableSlide
-from cytoscreen.io._common import check_region, no_such_associated, resolve_mpp, to_rgb_on_white
+from cytoscreen.io._common import (
+    ReaderLifecycle,
+    check_region,
+    no_such_associated,
+    resolve_mpp,
+    to_rgb_on_white,
+)
 from cytoscreen.io.base import RGBArray
 from cytoscreen.types import SlideMeta
 
 
-class OpenSlideReader:
+class OpenSlideReader(ReaderLifecycle):
     """A slide opened with OpenSlide. Pixels are RGB uint8, transparent areas white."""
 
     backend = "openslide"
@@ -86,23 +91,6 @@ class OpenSlideReader:
 
     def close(self) -> None:
         self._slide.close()
-
-    def __enter__(self) -> OpenSlideReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # a C handle cannot be pickled: worker processes reopen the file by path
-        return (_reopen, (self.path, self._mpp_override))
-
-    def __repr__(self) -> str:
-        return f"OpenSlideReader({str(self.path)!r})"
-
-
-def _reopen(path: Path, mpp: float | None) -> OpenSlideReader:
-    return OpenSlideReader(path, mpp=mpp)
 
 
 def _float_or_none(value: object) -> float | None:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
 import tiffslide
 
 from cytoscreen.errors import CytoscreenError, UnreadableSlide
-from cytoscreen.io._common import check_region, no_such_associated, resolve_mpp, to_rgb_on_white
+from cytoscreen.io._common import (
+    ReaderLifecycle,
+    check_region,
+    no_such_associated,
+    resolve_mpp,
+    to_rgb_on_white,
+)
 from cytoscreen.io.base import RGBArray
 from cytoscreen.io.tiles import TiledPage
 from cytoscreen.types import SlideMeta
@@ -24,7 +29,7 @@ from cytoscreen.types import SlideMeta
 _ASSOCIATED_ALPHA = 1  # TIFF ExtraSamples value for premultiplied alpha
 
 
-class TiffSlideReader:
+class TiffSlideReader(ReaderLifecycle):
     """A slide opened with tiffslide. Pixels are RGB uint8, transparent and outside areas white."""
 
     backend = "tiffslide"
@@ -156,22 +161,6 @@ class TiffSlideReader:
             os.close(self._fd)
             self._fd = None
         self._slide.close()
-
-    def __enter__(self) -> TiffSlideReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self.path, self._mpp_override))
-
-    def __repr__(self) -> str:
-        return f"TiffSlideReader({str(self.path)!r})"
-
-
-def _reopen(path: Path, mpp: float | None) -> TiffSlideReader:
-    return TiffSlideReader(path, mpp=mpp)
 
 
 _UM_PER_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}

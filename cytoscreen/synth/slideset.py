@@ -37,7 +37,8 @@ MANIFEST_COLUMNS = (
 SITE = "synthetic"
 
 
-def _largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
+def largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
+    """``n`` items shared in proportion to ``fractions`` (whole numbers summing to ``n``)."""
     raw = np.asarray(fractions, float) / float(sum(fractions)) * n
     counts = np.floor(raw).astype(int)
     for i in np.argsort(-(raw - counts), kind="stable")[: n - int(counts.sum())]:
@@ -55,7 +56,7 @@ def split_cells(kit: CellKit, fractions: Sequence[float], seed: int) -> dict[str
         ids = np.unique(kit.cell_ids[kit.indices_of(cls)])
         ids = ids[rng.permutation(ids.size)]
         start = 0
-        for name, k in zip(SPLITS, _largest_remainder(ids.size, fractions), strict=True):
+        for name, k in zip(SPLITS, largest_remainder(ids.size, fractions), strict=True):
             out[name].update(int(i) for i in ids[start : start + k])
             start += k
     return {k: frozenset(v) for k, v in out.items()}
@@ -95,7 +96,7 @@ def make_slide_set(
     kits = {s: kit.subset(ids, source=f"{kit.source} [{s}]") for s, ids in cells.items()}
     plan: list[tuple[str, str]] = []
     for label, n in (("negative", n_negative), ("positive", n_positive)):
-        for split, k in zip(SPLITS, _largest_remainder(n, splits), strict=True):
+        for split, k in zip(SPLITS, largest_remainder(n, splits), strict=True):
             plan += [(label, split)] * k
     plan += [("blank", "test")] * n_blank
     rows = []

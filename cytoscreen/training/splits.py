@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cytoscreen.errors import BadManifest
+from cytoscreen.synth.slideset import largest_remainder
 from cytoscreen.training.data import CricCell
 
 SPLITS = ("train", "val", "test")
@@ -53,14 +54,6 @@ class CellSplits:
         return json.dumps(doc, indent=1) + "\n"
 
 
-def _largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
-    raw = np.asarray(fractions, float) / float(sum(fractions)) * n
-    counts = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - counts), kind="stable")[: n - int(counts.sum())]:
-        counts[i] += 1
-    return [int(c) for c in counts]
-
-
 def make_cell_splits(
     cells: Sequence[CricCell],
     seed: int = 0,
@@ -78,7 +71,7 @@ def make_cell_splits(
         ids = np.array(sorted(set(strata[key])), dtype=np.int64)
         ids = ids[rng.permutation(ids.size)]
         start = 0
-        for name, k in zip(SPLITS, _largest_remainder(ids.size, fractions), strict=True):
+        for name, k in zip(SPLITS, largest_remainder(ids.size, fractions), strict=True):
             out[name].update(int(i) for i in ids[start : start + k])
             start += k
     f = tuple(float(x) for x in fractions)
