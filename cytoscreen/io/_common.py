@@ -14,11 +14,24 @@ from cytoscreen.io.base import RGBArray
 
 
 class ReaderLifecycle:
-    """What every backend shares: context management, and pickling by path (a worker process
-    reopens the file; native handles cannot travel)."""
+    """What every backend shares: associated images on request only, context management, and
+    pickling by path (a worker process reopens the file; native handles cannot travel).
+    ``_slide`` is the backend's OpenSlide-compatible slide object."""
 
     path: Path
     _mpp_override: float | None
+    _slide: Any
+
+    def associated_names(self) -> tuple[str, ...]:
+        """Names of the associated images (listing reads no pixels)."""
+        return tuple(self._slide.associated_images.keys())
+
+    def associated_image(self, name: str) -> RGBArray:
+        """Read one associated image (label, macro, thumbnail). May show patient identity."""
+        names = self.associated_names()
+        if name not in names:
+            raise no_such_associated(self.path, name, names)
+        return to_rgb_on_white(np.asarray(self._slide.associated_images[name]))
 
     def close(self) -> None:  # pragma: no cover - each backend closes its own handles
         raise NotImplementedError

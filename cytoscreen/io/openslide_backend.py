@@ -16,7 +16,6 @@ from cytoscreen.errors import UnreadableSlide
 from cytoscreen.io._common import (
     ReaderLifecycle,
     check_region,
-    no_such_associated,
     resolve_mpp,
     to_rgb_on_white,
 )
@@ -54,8 +53,8 @@ class OpenSlideReader(ReaderLifecycle):
         return SlideMeta(
             backend="openslide",
             vendor=props.get(openslide.PROPERTY_NAME_VENDOR) or "unknown",
-            dimensions=tuple(self._slide.dimensions),  # type: ignore[arg-type]
-            level_dimensions=tuple(tuple(d) for d in self._slide.level_dimensions),  # type: ignore[misc]
+            dimensions=tuple(self._slide.dimensions),
+            level_dimensions=tuple(tuple(d) for d in self._slide.level_dimensions),
             level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
             mpp_x=mpp_x,
             mpp_y=mpp_y,
@@ -77,17 +76,6 @@ class OpenSlideReader(ReaderLifecycle):
             ) from exc
         # openslide-python un-premultiplies OpenSlide's ARGB: the returned RGBA is straight alpha
         return to_rgb_on_white(np.asarray(image), premultiplied=False)
-
-    def associated_names(self) -> tuple[str, ...]:
-        """Names of the associated images (listing reads no pixels)."""
-        return tuple(self._slide.associated_images.keys())
-
-    def associated_image(self, name: str) -> RGBArray:
-        """Read one associated image (label, macro, thumbnail). May show patient identity."""
-        names = self.associated_names()
-        if name not in names:
-            raise no_such_associated(self.path, name, names)
-        return to_rgb_on_white(np.asarray(self._slide.associated_images[name]))
 
     def close(self) -> None:
         self._slide.close()

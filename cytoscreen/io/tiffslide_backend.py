@@ -18,7 +18,6 @@ from cytoscreen.errors import CytoscreenError, UnreadableSlide
 from cytoscreen.io._common import (
     ReaderLifecycle,
     check_region,
-    no_such_associated,
     resolve_mpp,
     to_rgb_on_white,
 )
@@ -144,17 +143,6 @@ class TiffSlideReader(ReaderLifecycle):
         out = np.full_like(rgb, 255)
         out[y_lo:y_hi, x_lo:x_hi] = rgb[y_lo:y_hi, x_lo:x_hi]
         return out
-
-    def associated_names(self) -> tuple[str, ...]:
-        """Names of the associated images (listing reads no pixels)."""
-        return tuple(self._slide.associated_images.keys())
-
-    def associated_image(self, name: str) -> RGBArray:
-        """Read one associated image (label, macro, thumbnail). May show patient identity."""
-        names = self.associated_names()
-        if name not in names:
-            raise no_such_associated(self.path, name, names)
-        return to_rgb_on_white(np.asarray(self._slide.associated_images[name]))
 
     def close(self) -> None:
         if self._fd is not None:
