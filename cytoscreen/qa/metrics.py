@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from cytoscreen.slide.calibrate import choose_threshold, proportion
 from cytoscreen.slide.record import Proportion
+from cytoscreen.stats import bootstrap_auc_interval
 
 TARGET_SENSITIVITIES = (0.95, 0.98, 0.99, 1.0)
 
@@ -105,13 +106,6 @@ class Roc:
     n_bootstrap: int
 
 
-def auc_mann_whitney(pos: NDArray[np.float64], neg: NDArray[np.float64]) -> NDArray[np.float64]:
-    """AUC along the last axis: P(pos > neg) + P(tie) / 2, from midranks (ties handled)."""
-    m, n = pos.shape[-1], neg.shape[-1]
-    ranks = rankdata(np.concatenate([pos, neg], axis=-1), axis=-1)
-    return np.asarray((ranks[..., :m].sum(axis=-1) - m * (m + 1) / 2.0) / (m * n))
-
-
 def bootstrap_auc_ci(
     scores: ArrayLike,
     y: ArrayLike,
@@ -122,20 +116,12 @@ def bootstrap_auc_ci(
 ) -> tuple[float, float]:
     """Percentile interval of the AUC, resampling positives and negatives separately."""
     s, t = _arrays(scores, y)
-    pos, neg = s[t], s[~t]
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError("the AUC needs at least one positive and one negative slide")
-    rng = np.random.default_rng(seed)
-    aucs = np.empty(n_bootstrap)
-    step = max(1, 2_000_000 // (pos.size + neg.size))  # bounded memory per block
-    for start in range(0, n_bootstrap, step):
-        b = min(step, n_bootstrap - start)
-        bp = pos[rng.integers(0, pos.size, size=(b, pos.size))]
-        bn = neg[rng.integers(0, neg.size, size=(b, neg.size))]
-        aucs[start : start + b] = auc_mann_whitney(bp, bn)
-    alpha = 1.0 - confidence
-    lo, hi = np.quantile(aucs, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(lo), float(hi)
+    try:
+        return bootstrap_auc_interval(
+            s[t], s[~t], n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        )
+    except ValueError:
+        raise ValueError("the AUC needs at least one positive and one negative slide") from None
 
 
 def roc(

@@ -12,18 +12,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
-from scipy.stats import binomtest
 
 import cytoscreen
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
 from cytoscreen.slide.record import Calibration, Proportion
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact two-sided interval of a binomial proportion k/n (n >= 1)."""
-    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
+from cytoscreen.stats import clopper_pearson
 
 
 def proportion(k: int, n: int, confidence: float = 0.95) -> Proportion:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from cytoscreen.scoring.model import Metric
+from cytoscreen.stats import bootstrap_auc_interval, clopper_pearson
 
 
 def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
@@ -27,24 +27,20 @@ def auc_with_ci(
     s = np.asarray(scores, dtype=float)
     pos, neg = s[y == 1], s[y == 0]
     value = auc(y, s)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        p = rng.choice(pos, len(pos))
-        q = rng.choice(neg, len(neg))
-        boots.append(auc(np.r_[np.ones(len(p)), np.zeros(len(q))], np.r_[p, q]))
-    lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return Metric(value=value, ci_low=float(lo), ci_high=float(hi), n=len(y), method="bootstrap")
+    lo, hi = (
+        bootstrap_auc_interval(pos, neg, n_bootstrap=n_boot, seed=seed)
+        if pos.size and neg.size and n_boot > 0
+        else (float("nan"), float("nan"))
+    )
+    return Metric(value=value, ci_low=lo, ci_high=hi, n=len(y), method="bootstrap")
 
 
 def proportion(k: int, n: int) -> Metric:
     """k/n with the exact (Clopper-Pearson) 95% CI."""
     if n == 0:
         return Metric(value=float("nan"), ci_low=0.0, ci_high=1.0, n=0, method="clopper-pearson")
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return Metric(
-        value=k / n, ci_low=float(ci.low), ci_high=float(ci.high), n=n, method="clopper-pearson"
-    )
+    lo, hi = clopper_pearson(k, n)
+    return Metric(value=k / n, ci_low=lo, ci_high=hi, n=n, method="clopper-pearson")
 
 
 def sens_spec(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Metric]:

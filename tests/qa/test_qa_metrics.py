@@ -18,7 +18,7 @@ from cytoscreen.qa import (
     roc,
     sensitivity_by_category,
 )
-from cytoscreen.qa.metrics import auc_mann_whitney
+from cytoscreen.stats import auc_mann_whitney
 
 POS = [0.9, 0.6, 0.2]
 NEG = [0.7, 0.3, 0.1, 0.05]
