@@ -1,6 +1,6 @@
 """Generate training slides from the CRIC *train* cells only (data_manifests/cric_splits.json).
 
-    nice -n 10 .venv/bin/python scripts/make_training_slides.py --out /tmp/train_slides \
+    nice -n 10 .venv/bin/python scripts/make_training_slides.py --out work/train_slides \
         --negative 8 --positive 12 --abnormal 30
 
 Positive slides carry ``--abnormal`` abnormal cells each (more than a real slide's ~3, so the

@@ -24,7 +24,10 @@ from cytoscreen.types import SuspiciousField
 THUMB_PX = 1024  # longer side of thumbnail.png / heatmap.png
 FIELD_MARGIN = 0.25  # field image margin, in patch sides
 FIELD_MAX_PX = 2048
-HEAT_ALPHA = 0.55
+HEAT_ALPHA = 0.6
+HEAT_CMAP = "turbo"
+FAINT_SHARE = 0.35  # opacity of a score-0 patch, as a share of HEAT_ALPHA
+LEGEND_PX = 52  # height of the colour bar under heatmap.png
 BOX_COLOR = (0, 200, 255)
 RGB = npt.NDArray[np.uint8]
 
@@ -55,15 +58,62 @@ def score_raster(
 
 
 def overlay(thumb: RGB, raster: npt.NDArray[np.float32], alpha: float = HEAT_ALPHA) -> RGB:
-    """Blend a colour-mapped score raster (0-1, NaN = transparent) onto an RGB thumbnail."""
+    """Blend a colour-mapped score raster (0-1, NaN = transparent) onto an RGB thumbnail.
+
+    Opacity grows with the score (``FAINT_SHARE`` of ``alpha`` at 0, ``alpha`` at 1), so the
+    slide stays visible under the many low-scoring patches and high scores stand out.
+    """
     from matplotlib import colormaps
 
     if raster.shape != thumb.shape[:2]:
         raise ValueError(f"raster {raster.shape} does not match thumbnail {thumb.shape[:2]}")
-    colours = colormaps["turbo"](np.nan_to_num(raster, nan=0.0))[..., :3]
-    a = np.where(np.isfinite(raster), alpha, 0.0)[..., None]
+    score = np.clip(np.nan_to_num(raster, nan=0.0), 0.0, 1.0)
+    colours = colormaps[HEAT_CMAP](score)[..., :3]
+    a = np.where(np.isfinite(raster), alpha * (FAINT_SHARE + (1.0 - FAINT_SHARE) * score), 0.0)
+    a = a[..., None]
     out = thumb.astype(np.float32) * (1.0 - a) + colours * 255.0 * a
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def heat_legend(width: int, threshold: float | None = None, height: int = LEGEND_PX) -> RGB:
+    """A colour bar for the heatmap: the score scale 0-1 with ticks, and the slide threshold.
+
+    The slide score is an aggregate of patch scores on the same 0-1 scale, so the threshold is
+    marked on the same bar.
+    """
+    from matplotlib import colormaps
+
+    width = max(int(width), 64)
+    pad = 8
+    bar_w = width - 2 * pad
+    ramp = colormaps[HEAT_CMAP](np.linspace(0.0, 1.0, bar_w))[:, :3]
+    img = np.full((height, width, 3), 255, np.uint8)
+    bar_top, bar_h = 16, 10
+    img[bar_top : bar_top + bar_h, pad : pad + bar_w] = np.rint(ramp * 255).astype(np.uint8)
+    pil = Image.fromarray(img, mode="RGB")
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default()
+    draw.text((pad, 2), "patch score: probability of an abnormal cell", fill=(0, 0, 0), font=font)
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = pad + v * (bar_w - 1)
+        draw.line([(x, bar_top + bar_h), (x, bar_top + bar_h + 3)], fill=(0, 0, 0))
+        label = f"{v:g}"
+        tw = draw.textlength(label, font=font)
+        draw.text(
+            (min(max(0.0, x - tw / 2), width - tw), bar_top + bar_h + 4),
+            label,
+            fill=(0, 0, 0),
+            font=font,
+        )
+    if threshold is not None and math.isfinite(threshold):
+        x = pad + float(np.clip(threshold, 0.0, 1.0)) * (bar_w - 1)
+        draw.line([(x, bar_top - 3), (x, bar_top + bar_h + 1)], fill=(0, 0, 0), width=2)
+        label = f"slide threshold {threshold:.3g}"
+        tw = draw.textlength(label, font=font)
+        draw.text(
+            (min(max(0.0, x - tw / 2), width - tw), height - 12), label, fill=(0, 0, 0), font=font
+        )
+    return np.asarray(pil, dtype=np.uint8)
 
 
 def draw_fields(image: RGB, fields: Sequence[SuspiciousField], scale: float) -> RGB:
@@ -107,8 +157,10 @@ def render_slide_images(
     coords: npt.NDArray[np.int64],
     size_l0: float,
     fields: Sequence[SuspiciousField],
+    threshold: float | None = None,
 ) -> list[str]:
-    """Write thumbnail.png, heatmap.png and fields/<rank>.png; return the names written."""
+    """Write thumbnail.png, heatmap.png (with a colour bar marking the slide ``threshold``)
+    and fields/<rank>.png; return the names written."""
     out = Path(out_dir)
     written = []
     with open_slide(slide, backend=backend, mpp=mpp_override) as reader:  # type: ignore[arg-type]
@@ -119,6 +171,7 @@ def render_slide_images(
         write_bytes_atomic(out / "thumbnail.png", png_bytes(draw_fields(thumb, fields, scale)))
         raster = score_raster(prob, coords, size_l0, scale, thumb.shape[:2])
         heat = draw_fields(overlay(thumb, raster), fields, scale)
+        heat = np.vstack([heat, heat_legend(heat.shape[1], threshold)])
         write_bytes_atomic(out / "heatmap.png", png_bytes(heat))
         written += ["thumbnail.png", "heatmap.png"]
         l0_per_px = target_mpp / meta.mpp

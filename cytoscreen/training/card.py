@@ -26,6 +26,19 @@ def _fmt(m: Metric) -> str:
     return f"{m.value:.3f} (95% CI {m.ci_low:.3f}-{m.ci_high:.3f}, n={m.n})"
 
 
+def cells_line(v: Mapping[str, Metric]) -> str:
+    """The figure that matters for screening: abnormal cells against NILM cells."""
+    m = v.get("patch_auc_cells")
+    if m is None:
+        return ""
+    return (
+        f"\n- AUC, cells only (abnormal cells against NILM cells; the background patches, which"
+        f"\n  are easy, left out): **{_fmt(m)}** (bootstrap). Nearly every patch of a real slide"
+        "\n  holds cells, so this, not the figure above, says how well the model separates what a"
+        "\n  screener must separate."
+    )
+
+
 def write_readme(out: Path, card: ModelCard, cfg: TrainConfig, extra: Mapping[str, object]) -> None:
     """Write ``out/README.md`` for ``card`` (``extra``: the run's figures, see ``train_model``)."""
     v = card.validation
@@ -82,7 +95,7 @@ probability that the patch holds at least one abnormal squamous cell (ASC-US or 
   JPEG, small scale changes (configs/train/default.yaml). Class balance: weighted sampler.
 
 ## Validation (val cells never seen in training; patch level)
-- AUC: {_fmt(v["patch_auc"])} (bootstrap).
+- AUC, all val patches: {_fmt(v["patch_auc"])} (bootstrap).{cells_line(v)}
 - At the operating point score >= {THRESHOLD} (fixed in advance): sensitivity
   {_fmt(v["sensitivity"])}, specificity {_fmt(v["specificity"])} (exact Clopper-Pearson CIs).
 

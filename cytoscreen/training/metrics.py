@@ -35,6 +35,23 @@ def auc_with_ci(
     return Metric(value=value, ci_low=lo, ci_high=hi, n=len(y), method="bootstrap")
 
 
+def cells_only_auc(
+    labels: npt.ArrayLike,
+    categories: Sequence[str],
+    scores: npt.ArrayLike,
+    background: str,
+    seed: int = 0,
+) -> Metric | None:
+    """AUC of abnormal cells against NILM cells, examples of category ``background`` (patches
+    with no cell) left out: the discrimination screening needs, since almost every patch of a
+    slide holds cells. ``None`` when either class is missing once background is dropped."""
+    keep = np.asarray(categories) != background
+    y = np.asarray(labels).astype(int)[keep]
+    if y.size == 0 or y.min() == y.max():
+        return None
+    return auc_with_ci(y, np.asarray(scores, dtype=float)[keep], seed=seed)
+
+
 def proportion(k: int, n: int) -> Metric:
     """k/n with the exact (Clopper-Pearson) 95% CI."""
     if n == 0:

@@ -21,6 +21,7 @@ from cytoscreen.scoring.model import ModelCard
 from cytoscreen.training.card import ATTRIBUTION, BF16_TOLERANCE, THRESHOLD, write_readme
 from cytoscreen.training.config import TrainConfig, load_train_config
 from cytoscreen.training.data import (
+    BACKGROUND,
     Example,
     LabelledPatch,
     category_counts,
@@ -29,7 +30,7 @@ from cytoscreen.training.data import (
 )
 from cytoscreen.training.evaluate import positive_scores, render_eval_set, throughput
 from cytoscreen.training.loop import train
-from cytoscreen.training.metrics import auc_with_ci, category_report, sens_spec
+from cytoscreen.training.metrics import auc_with_ci, category_report, cells_only_auc, sens_spec
 from cytoscreen.training.slide_patches import load_slide_patches
 from cytoscreen.training.splits import DEFAULT_SPLITS_PATH, apply_splits, load_cell_splits
 
@@ -243,6 +244,9 @@ def train_model(
     s = scores[chosen]
     validation = {"patch_auc": aucs[chosen], "patch_auc_fp32": aucs["fp32"]}
     validation["patch_auc_bf16_channels_last"] = aucs["bf16"]
+    cells = cells_only_auc(labels, [e.category for e in va], s, BACKGROUND, seed=cfg.seed)
+    if cells is not None:
+        validation["patch_auc_cells"] = cells
     validation.update(sens_spec(labels, s, THRESHOLD))
     if slide_va:  # the CRIC-only figure stays comparable with models trained without slides
         validation["patch_auc_cric_val"] = auc_with_ci(

@@ -17,7 +17,7 @@ from cytoscreen.training.data import (
     split_by_group,
 )
 from cytoscreen.training.loop import _loader, seed_everything, train
-from cytoscreen.training.metrics import auc_with_ci, proportion, sens_spec
+from cytoscreen.training.metrics import auc_with_ci, cells_only_auc, proportion, sens_spec
 from cytoscreen.training.render import background_rgb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,3 +120,18 @@ def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
         "abnormal": sum(e.label == 1 for e in tr),
     }
     assert card.preprocessing.input_size == (3, 32, 32)
+
+
+def test_cells_only_auc_leaves_background_out() -> None:
+    # background patches score lowest and flatter the full AUC (9 of 10 pairs ordered); among
+    # cells only 3 of the 4 (abnormal, NILM) pairs are ordered
+    labels = [0, 0, 0, 1, 1, 0, 0]
+    cats = ["background", "background", "background", "HSIL", "LSIL", "NILM", "NILM"]
+    scores = [0.0, 0.1, 0.2, 0.9, 0.5, 0.6, 0.4]
+    full = auc_with_ci(labels, scores, n_boot=0)
+    cells = cells_only_auc(labels, cats, scores, "background")
+    assert cells is not None
+    assert full.value == pytest.approx(9 / 10)
+    assert cells.value == pytest.approx(3 / 4) and cells.n == 4
+    # no NILM cell left once background is dropped: nothing to report
+    assert cells_only_auc([0, 1], ["background", "HSIL"], [0.1, 0.9], "background") is None
