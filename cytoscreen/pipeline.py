@@ -9,15 +9,17 @@ summaries (``summary.csv``, ``results.json``) are rebuilt from every ``result.js
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import zarr
 
 import cytoscreen
@@ -51,6 +53,13 @@ from cytoscreen.slide import (
     rule_label,
     score_slide,
 )
+from cytoscreen.slide.domain import (
+    DomainProfile,
+    DomainReference,
+    compare,
+    profile_patches,
+    sample_indices,
+)
 from cytoscreen.tiling import PatchCache, open_cache, tile_slide
 from cytoscreen.types import TriageDecision
 
@@ -61,6 +70,8 @@ if TYPE_CHECKING:
 RESULT_FORMAT = 1
 DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
 CALIBRATION_NAME = "calibration.json"
+# the domain reference beside a model (written by scripts/make_domain_reference.py)
+DOMAIN_NAME = "domain.json"
 # Config sections that change a slide's result (not where caches live or how fast it runs).
 RESULT_SECTIONS = ("reader", "tiling", "foreground", "aggregation", "fields", "triage")
 STAGES = ("tiling", "scoring", "deciding", "images")
@@ -100,6 +111,40 @@ class CalibrationChoice:
             "rule": self.calibration.rule,
             "target_sensitivity": self.calibration.target_sensitivity,
         }
+
+
+@dataclass(frozen=True)
+class DomainChoice:
+    path: Path
+    sha256: str
+    reference: DomainReference
+
+    def record(self) -> dict[str, Any]:
+        return {"path": str(self.path), "sha256": self.sha256}
+
+
+def resolve_domain(model: ModelChoice) -> DomainChoice | None:
+    """The domain reference beside the model (``domain.json``), or None when there is none.
+
+    A reference that exists but cannot be read stops the run: screening without the check it
+    asks for would be silent.
+    """
+    path = model.dir / DOMAIN_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        reference = DomainReference.from_dict(data)
+    except (OSError, ValueError) as exc:
+        raise BadCheckpoint(
+            f"the domain reference cannot be read ({exc})",
+            slide=path,
+            hint="remake it with scripts/make_domain_reference.py, or remove it to screen "
+            "without the domain check (the results will say it was skipped)",
+        ) from None
+    return DomainChoice(path.resolve(), file_sha256(path), reference)
 
 
 def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
@@ -173,15 +218,63 @@ def estimate_cellularity(cache: PatchCache) -> int:
     return int(cache.nuclei[cache.valid].sum())
 
 
-def _adequacy(attrs: dict[str, Any], cfg: Config) -> Adequacy:
-    """Resolution check: a slide scanned coarser than the model's resolution is upsampled."""
+def sample_patches(cache: PatchCache) -> npt.NDArray[np.uint8] | None:
+    """The cached patches the domain check profiles (see ``sample_indices``); None if none."""
+    idx = sample_indices(cache.valid, cache.foreground, int(cache.images.chunks[0]))
+    if idx.size == 0:
+        return None
+    return np.asarray(cache.images.get_orthogonal_selection((idx,)), dtype=np.uint8)
+
+
+def profile_cache(cache: PatchCache) -> DomainProfile | None:
+    """The domain profile of a sample of the slide's cached patches; None without patches."""
+    patches = sample_patches(cache)
+    return None if patches is None else profile_patches(patches)
+
+
+def domain_check(
+    cache: PatchCache, domain: DomainChoice | None, limit: float | None
+) -> tuple[Adequacy, dict[str, Any]]:
+    """The slide's domain shift (what ``decide`` needs) and its record for result.json."""
+    record: dict[str, Any] = {
+        "checked": False,
+        "reference": domain.record() if domain else None,
+        "limit": limit,
+        "shift": None,
+        "measured": None,
+        "off_domain": False,
+        "note": "",
+        "z": {},
+        "profile": None,
+    }
+    if domain is None:
+        record["note"] = (
+            f"skipped: no domain reference ({DOMAIN_NAME}) beside the model; "
+            "make one with scripts/make_domain_reference.py"
+        )
+        return Adequacy(), record
+    profile = profile_cache(cache)
+    if profile is None:
+        record["note"] = "skipped: no foreground patch to profile"
+        return Adequacy(), record
+    check = compare(profile, domain.reference, limit)
+    off = check.off_domain(limit)
+    record.update(check.to_dict(), checked=True, off_domain=off, profile=profile.to_dict())
+    return Adequacy(off_domain=off, domain_shift=check.shift, domain_note=check.note), record
+
+
+def _adequacy(attrs: dict[str, Any], cfg: Config, domain: Adequacy | None = None) -> Adequacy:
+    """Resolution check (a slide scanned coarser than the model's resolution is upsampled),
+    with the domain check's fields from ``domain``."""
+    base = domain or Adequacy()
     mpp, target = attrs.get("mpp"), cfg.tiling.target_mpp
     if isinstance(mpp, int | float) and mpp > target * (1.0 + cfg.tiling.level_tolerance):
-        return Adequacy(
+        return replace(
+            base,
             resolution_ok=False,
             resolution_note=f"scanned at {mpp:.3g} um/px; the model reads {target:g} um/px",
         )
-    return Adequacy()
+    return base
 
 
 class ScreenObserver(Protocol):
@@ -213,6 +306,7 @@ class _Run:
     model: ModelChoice
     calibration: CalibrationChoice | None
     observer: ScreenObserver
+    domain: DomainChoice | None = None
     scorer: Scorer | None = None  # made on first use, then shared by every slide of the batch
 
     def get_scorer(self) -> Scorer:
@@ -227,6 +321,7 @@ class _Run:
             "config_hash": self.cfg.hash(*RESULT_SECTIONS),
             "model_id": self.model.model_id,
             "calibration_sha256": self.calibration.sha256 if self.calibration else None,
+            "domain_sha256": self.domain.sha256 if self.domain else None,
         }
 
 
@@ -285,7 +380,9 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         field_settings=cfg.fields,
         learned=cal.learned if cal else None,
     )
-    decision = decide(sscore, cal, _adequacy(cache.attrs, cfg), cfg.triage) if cal else None
+    in_domain, domain_record = domain_check(cache, run.domain, cfg.triage.max_domain_shift)
+    adequacy = _adequacy(cache.attrs, cfg, in_domain)
+    decision = decide(sscore, cal, adequacy, cfg.triage) if cal else None
     rows = fields_json_rows(sscore.fields)
     write_text_atomic(out / "fields.csv", fields_csv(sscore.fields))
     write_json_atomic(
@@ -317,6 +414,8 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     timings["images"] = time.perf_counter() - t
 
     result = _decision_fields(decision)
+    if not domain_record["checked"]:
+        extra_warnings.append(f"domain check {domain_record['note']}")
     result["warnings"] += extra_warnings
     return {
         **result,
@@ -330,6 +429,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
             "n_fields": len(sscore.fields),
         },
         "fields": rows,
+        "domain": domain_record,
         "slide": {
             "mpp": cache.attrs.get("mpp"),
             "mpp_source": cache.attrs.get("mpp_source"),
@@ -490,6 +590,7 @@ def screen(
         if scores_only
         else resolve_calibration(cfg, model, Path(calibration_path) if calibration_path else None)
     )
+    domain = resolve_domain(model)
     cache = Path(_cache_dir(cfg, out, Path(cache_dir) if cache_dir else None))
     slides = find_slides(inputs, exclude=[out, cache])
     if not slides:
@@ -504,7 +605,7 @@ def screen(
         if (out / "slides" / s.id).is_symlink():
             private_dir(out / "slides" / s.id)
     with RunLock(out):
-        run = _Run(cfg, out, cache, model, cal, obs)
+        run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
         info: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,
@@ -516,6 +617,7 @@ def screen(
             "config": cfg.to_dict(),
             "model": {"id": model.model_id, "dir": str(model.dir.resolve())},
             "calibration": cal.record() if cal else None,
+            "domain_reference": domain.record() if domain else None,
             "versions": _versions(),
         }
         write_resolved(cfg, out)

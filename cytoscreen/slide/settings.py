@@ -39,5 +39,8 @@ class TriageSettings(_Settings):
 
     min_cellularity: int = Field(5000, ge=0)  # Bethesda LBP adequacy: >= 5,000 squamous cells
     max_unreadable_share: float = Field(0.05, ge=0.0, le=1.0)  # of the slide's patches
-    max_domain_shift: float | None = Field(None, ge=0.0)  # None = the statistic is not checked
+    # largest robust z-distance of the slide's stain/colour profile from the model's domain
+    # reference (domain.json); None = measured and recorded but not checked. 6: every generated
+    # Pap slide measured stays below 4, every off-domain kind but colour-channel swaps above 7.8
+    max_domain_shift: float | None = Field(6.0, ge=0.0)
     abnormal_overrides_cellularity: bool = True  # Bethesda: abnormal cells make it satisfactory

@@ -89,7 +89,9 @@ def test_limits_are_inclusive_of_the_acceptable_side() -> None:
     shift = Adequacy(domain_shift=2.0)
     assert decide(OK, CAL, shift, TriageSettings(max_domain_shift=2.0)).outcome is Outcome.NEGATIVE
     unchecked = Adequacy(domain_shift=1e9)  # max_domain_shift None: not checked
-    assert decide(OK, CAL, unchecked).outcome is Outcome.NEGATIVE
+    no_limit = TriageSettings(max_domain_shift=None)
+    assert decide(OK, CAL, unchecked, no_limit).outcome is Outcome.NEGATIVE
+    assert decide(OK, CAL, unchecked).outcome is Outcome.NOT_ASSESSABLE  # the default limits it
 
 
 def test_scanty_but_abnormal_goes_to_review_by_default() -> None:

@@ -1,0 +1,183 @@
+"""Fit the domain reference (domain.json) from generated Pap slides of CRIC *train* cells.
+
+    nice -n 10 .venv/bin/python scripts/make_domain_reference.py \
+        --out cytoscreen/models/default/domain.json
+
+Generates ``--slides`` small slides with ``cytoscreen.synth`` from the cells the model was
+trained on (data_manifests/cric_splits.json, ``train``; the bundled kit when the full cell set
+is absent), alternating negative and positive and cycling through three cell densities, tiles
+them with the screen configuration, profiles a sample of each slide's cached patches
+(``cytoscreen.slide.domain``) and writes the per-statistic median and spread, with a record of
+the data it came from, to ``--out``. Prints each slide's profile and shift against the result.
+About a minute on two cores. ``--from-slides DIR`` fits the reference to existing slides
+instead (a laboratory's own in-domain scans: the generated slides' glass and stain are narrower
+than a real scanner's). ``scripts/measure_domain_shift.py`` measures the margins that set
+``triage.max_domain_shift``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cytoscreen
+from cytoscreen.batch import find_slides
+from cytoscreen.config import Config, load_config
+from cytoscreen.fsutil import write_json_atomic
+from cytoscreen.pipeline import profile_cache
+from cytoscreen.slide.domain import FEATURE_NAMES, DomainProfile, compare, fit_reference
+from cytoscreen.synth import SlideSpec, generate_slide, load_cell_kit
+from cytoscreen.synth.kit import find_full_set
+from cytoscreen.tiling import open_cache, tile_slide
+
+# (share of the cell circle covered by cells, clustering): sparse clustered like the demo and
+# training slides, medium, and dense cells everywhere
+DENSITIES = ((0.06, 0.5), (0.12, 0.25), (0.25, 0.0))
+
+
+def _train_kit() -> tuple[Any, str]:
+    """The model's training cells, and a description of them that names no local path."""
+    kit = load_cell_kit()
+    full = find_full_set() is not None
+    name = "CRIC Cervix cells (" + ("the full development set" if full else "the bundled kit")
+    try:
+        from cytoscreen.training.splits import load_cell_splits
+
+        ids = load_cell_splits().ids["train"]
+    except Exception as exc:  # noqa: BLE001 - fall back to every cell, and say so
+        return kit, f"{name}, all cells: no train split available: {exc})"
+    return kit.subset(ids, source=f"{kit.source} [train]"), (
+        f"{name}, train split of data_manifests/cric_splits.json)"
+    )
+
+
+def _generated(args: argparse.Namespace, work: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    kit, _ = _train_kit()
+    (work / "slides").mkdir(parents=True, exist_ok=True)
+    for i in range(args.slides):
+        label = "positive" if i % 2 else "negative"
+        bearing, clustering = DENSITIES[(i // 2) % len(DENSITIES)]
+        spec = SlideSpec(
+            size=args.size,
+            label=label,  # type: ignore[arg-type]
+            seed=args.seed * 10_007 + i,
+            cell_bearing=bearing,
+            clustering=clustering,
+        )
+        path = work / "slides" / f"domain_{args.seed:04d}_{i:03d}.tiff"
+        if not path.is_file():
+            generate_slide(path, spec, kit)
+        yield (
+            path,
+            {
+                "name": path.name,
+                "label": label,
+                "seed": spec.seed,
+                "size": spec.size,
+                "mpp": spec.mpp,
+                "cell_bearing": bearing,
+                "clustering": clustering,
+            },
+        )
+
+
+def _source(args: argparse.Namespace, cfg: Config, slides: list[dict[str, Any]]) -> dict[str, Any]:
+    common = {
+        "slides": slides,
+        "tiling": {"target_mpp": cfg.tiling.target_mpp, "patch_size": cfg.tiling.patch_size},
+        "sample": "per slide up to 64 of the most cell-bearing valid patches from up to 8 cache "
+        "chunks spread over the slide (cytoscreen.slide.domain.sample_indices)",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cytoscreen": cytoscreen.__version__,
+    }
+    if args.from_slides:
+        return {
+            "description": "slides given as in-domain by whoever ran the script; statistics of "
+            "a sample of each slide's cached patches",
+            "script": "scripts/make_domain_reference.py --from-slides "
+            + " ".join(str(p) for p in args.from_slides),
+            **common,
+        }
+    kit, kit_source = _train_kit()
+    return {
+        "description": (
+            "generated Pap slides (cytoscreen.synth) of real CRIC Cervix cells, the cells the "
+            "model was trained on; statistics of a sample of each slide's cached patches"
+        ),
+        "generator": "cytoscreen.synth.generate_slide",
+        "cells": kit_source,
+        "n_cells": len(kit),
+        "script": "scripts/make_domain_reference.py "
+        f"--slides {args.slides} --size {args.size} --seed {args.seed}",
+        **common,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="domain.json to write")
+    ap.add_argument("--config", type=Path, default=None, help="screen config (tiling)")
+    ap.add_argument("--slides", type=int, default=12, help="generated slides")
+    ap.add_argument("--size", type=int, default=4096, help="level-0 px at 0.25 um/px")
+    ap.add_argument("--seed", type=int, default=8300)
+    ap.add_argument(
+        "--from-slides",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="fit to these slides or folders (a lab's own in-domain scans) instead",
+    )
+    ap.add_argument("--work", type=Path, default=None, help="keep slides and caches here")
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    work = args.work or Path(tempfile.mkdtemp(prefix="domain-ref-"))
+    inputs: Iterator[tuple[Path, dict[str, Any]]] = (
+        ((s.path, {"name": s.relative}) for s in find_slides(args.from_slides))
+        if args.from_slides
+        else _generated(args, work)
+    )
+    profiles: list[DomainProfile] = []
+    slides: list[dict[str, Any]] = []
+    try:
+        for path, row in inputs:
+            t0 = time.perf_counter()
+            profile = profile_cache(open_cache(tile_slide(path, cfg, work / "cache")))
+            if profile is None:
+                print(f"{path.name}: no foreground patch, left out", flush=True)
+                continue
+            profiles.append(profile)
+            slides.append(
+                {
+                    **row,
+                    "n_patches_profiled": profile.n_patches,
+                    "n_stained_pixels": profile.n_stained,
+                }
+            )
+            values = " ".join(f"{k}={v:.3f}" for k, v in profile.values.items())
+            print(f"{path.name} ({time.perf_counter() - t0:.1f} s): {values}", flush=True)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    reference = fit_reference(profiles, _source(args, cfg, slides))
+    write_json_atomic(args.out, reference.to_dict())
+    print(f"\nwrote {args.out} from {len(profiles)} slides")
+    print(f"{'statistic':26s} {'centre':>9s} {'spread':>8s} {'min':>9s} {'max':>9s}")
+    for name in FEATURE_NAMES:
+        f = reference.features[name]
+        print(f"{name:26s} {f.centre:9.4f} {f.spread:8.4f} {f.minimum:9.4f} {f.maximum:9.4f}")
+    print("\nshift of the reference slides themselves (in-sample):")
+    for row, p in zip(slides, profiles, strict=True):
+        c = compare(p, reference)
+        print(f"  {row['name']:28s} shift {c.shift:5.2f}  {c.note}")
+
+
+if __name__ == "__main__":
+    main()
