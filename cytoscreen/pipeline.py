@@ -408,6 +408,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
             coords=cache.coords,
             size_l0=size_l0,
             fields=sscore.fields,
+            threshold=decision.threshold if decision is not None else None,
         )
     except CytoscreenError as err:  # the decision stands; only its pictures are missing
         extra_warnings.append(f"thumbnail/field images not written: {err}")

@@ -15,9 +15,11 @@ SUMMARY_COLUMNS = (
     "score",
     "threshold",
     "cellularity",
+    "domain_shift",
     "n_patches",
     "top_field",
     "seconds",
+    "reasons",
     "error",
 )
 # Worst first: what a cytologist must look at leads the table.
@@ -43,9 +45,11 @@ def summary_row(result: Mapping[str, Any]) -> dict[str, str]:
         "cellularity": str(
             result.get("cellularity", "") if result.get("cellularity") is not None else ""
         ),
+        "domain_shift": _num((result.get("domain") or {}).get("shift"), 4),
         "n_patches": str(counts.get("n_patches", "")),
         "top_field": f"{top['x0']};{top['y0']};{top['x1']};{top['y1']}" if top else "",
         "seconds": _num((result.get("timings") or {}).get("total"), 4),
+        "reasons": "; ".join(str(r) for r in result.get("reasons") or []),
         "error": str(result.get("error") or ""),
     }
 

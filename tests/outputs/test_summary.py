@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import csv
+import io
+
+from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv, summary_row
+
+
+def test_summary_row_carries_the_domain_shift_and_the_reasons() -> None:
+    result = {
+        "id": "s1",
+        "status": "ok",
+        "outcome": "not_assessable",
+        "score": 0.25,
+        "threshold": 0.7,
+        "cellularity": 8000,
+        "domain": {"shift": 16.2345, "checked": True},
+        "reasons": ["unlike the training data (domain shift 16.23 > 6)", "cellularity 8,000"],
+        "counts": {"n_patches": 40},
+    }
+    row = summary_row(result)
+    assert tuple(row) == SUMMARY_COLUMNS
+    assert row["domain_shift"] == "16.23"
+    assert row["reasons"] == "unlike the training data (domain shift 16.23 > 6); cellularity 8,000"
+    # a failed slide has neither: the cells are empty, not "None"
+    failed = summary_row({"id": "s2", "status": "failed", "error": "cannot open"})
+    assert failed["domain_shift"] == "" and failed["reasons"] == ""
+
+
+def test_summary_csv_quotes_reasons_with_commas_and_sorts_worst_first() -> None:
+    rows = [
+        {"id": "neg", "status": "ok", "outcome": "negative", "score": 0.1, "reasons": ["a, b"]},
+        {"id": "rev", "status": "ok", "outcome": "review", "score": 0.9, "reasons": ["c"]},
+    ]
+    parsed = list(csv.DictReader(io.StringIO(summary_csv(rows))))
+    assert [r["id"] for r in parsed] == ["rev", "neg"]
+    assert parsed[1]["reasons"] == "a, b"
