@@ -89,6 +89,8 @@ class ScoringConfig(_Section):
     batch_size: int = Field(64, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # auto: OpenVINO on the CPU when installed and the model card proves its AUC, else PyTorch
+    runtime: Literal["auto", "torch", "openvino"] = "auto"
     threads: int | None = Field(None, ge=1)
     calibration: Path | None = None  # calibration.json; None = the one shipped with the model
 

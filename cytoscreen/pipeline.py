@@ -90,7 +90,10 @@ class ModelChoice:
         """The batch's one scorer: the model on its device, in the precision the config asks."""
         from cytoscreen.scoring.infer import Scorer
 
-        return Scorer(self.network, self.card, cfg.scoring.device, cfg.scoring.precision)
+        sc = cfg.scoring
+        return Scorer(
+            self.network, self.card, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
+        )
 
     @property
     def model_id(self) -> str:
@@ -431,6 +434,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         },
         "fields": rows,
         "domain": domain_record,
+        "scoring": run.get_scorer().describe(),
         "slide": {
             "mpp": cache.attrs.get("mpp"),
             "mpp_source": cache.attrs.get("mpp_source"),
@@ -632,6 +636,8 @@ def screen(
                 skipped.append(s.id)
             obs.slide_finished(s, result, was_skipped)
         info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        # runtime, precision and device actually used (None when every slide was skipped)
+        info["scoring"] = run.scorer.describe() if run.scorer is not None else None
         info["n_failed"] = sum(r.get("status") != "ok" for r in results)
         write_json_atomic(out / "run.json", info)
         write_summaries(out, info)

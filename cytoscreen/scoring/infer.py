@@ -26,7 +26,9 @@ import torch
 import zarr
 
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
+from cytoscreen.scoring import openvino_engine
 from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.scoring.engines import choose_runtime, openvino_precision
 from cytoscreen.scoring.model import ModelCard
 from cytoscreen.scoring.runtime import (
     Normaliser,
@@ -51,6 +53,7 @@ class ScoreRun:
     seconds: float
     precision: str
     device: str
+    runtime: str = "torch"
 
     @property
     def patches_per_s(self) -> float:
@@ -101,7 +104,9 @@ def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
         )
 
 
-def _open_scores(root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: int) -> zarr.Group:
+def _open_scores(
+    root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: int, how: dict[str, str]
+) -> zarr.Group:
     path = f"scores/{card.model_id}"
     if path in root:
         group = root[path]
@@ -135,6 +140,7 @@ def _open_scores(root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: 
         "mpp": card.mpp,
         "code_version": card.code_version,
         "weights_sha256": card.weights_sha256,
+        **how,  # runtime, precision and device of the run that created the scores
     }
     return group
 
@@ -159,10 +165,13 @@ def _predict(
 
 @dataclass
 class Scorer:
-    """A model made ready once (device, precision, memory layout) and reused for many slides.
+    """A model made ready once (runtime, device, precision, memory layout) and reused for many
+    slides.
 
     ``Scorer.load(model_dir, ...)`` reads a checkpoint; ``Scorer(model, card, ...)`` wraps a
     pair already in memory. Pass it to ``score_cache`` in place of the model directory.
+    ``runtime`` is ``torch`` (default), ``openvino`` or ``auto`` (see ``scoring.engines``);
+    ``runtime_used`` and ``runtime_note`` say what was chosen and why.
     """
 
     model: torch.nn.Module
@@ -170,10 +179,38 @@ class Scorer:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    runtime: str = "torch"
+    runtime_cache: str | Path | None = None  # OpenVINO IR cache; None = the user cache folder
+    threads: int | None = None  # OpenVINO CPU threads; None = torch's thread count now
 
     def __post_init__(self) -> None:
         self.dev = resolve_device(self.device)
-        self.prec = resolve_precision(self.precision, self.dev, self.card.precision)
+        choice = choose_runtime(
+            self.runtime,
+            self.card,
+            self.dev.type,
+            self.precision,
+            openvino_installed=openvino_engine.installed(),
+        )
+        self.runtime_note = choice.note
+        self.engine: openvino_engine.OpenVinoEngine | None = None
+        if choice.runtime == "openvino":
+            prec = openvino_precision(self.precision)
+            try:
+                self.engine = openvino_engine.OpenVinoEngine.build(
+                    self.model, self.card, prec, threads=self.threads, cache_root=self.runtime_cache
+                )
+            except Exception as exc:  # noqa: BLE001 - 'auto' falls back, explicit re-raises
+                if self.runtime == "openvino":
+                    raise
+                self.runtime_note = f"auto: PyTorch, because OpenVINO failed to build: {exc}"
+        if self.engine is not None:
+            self.prec = self.engine.precision
+            self.runtime_used = "openvino"
+            self.runtime_note += f"; OpenVINO {self.engine.version}, graph {self.engine.source}"
+        else:
+            self.prec = resolve_precision(self.precision, self.dev, self.card.precision)
+            self.runtime_used = "torch"
         self.model = prepare_model(self.model, self.dev, self.channels_last)
         self.norm = Normaliser(self.card.preprocessing, self.dev, self.channels_last)
 
@@ -185,14 +222,27 @@ class Scorer:
         precision: str = "auto",
         *,
         channels_last: bool = True,
+        runtime: str = "torch",
+        runtime_cache: str | Path | None = None,
     ) -> Scorer:
         model, card = load_checkpoint(model_dir)
-        return cls(model, card, device, precision, channels_last)
+        return cls(model, card, device, precision, channels_last, runtime, runtime_cache)
+
+    def describe(self) -> dict[str, str]:
+        """Runtime, precision and device actually used, and why (for provenance records)."""
+        return {
+            "runtime": self.runtime_used,
+            "precision": self.prec,
+            "device": str(self.dev),
+            "runtime_note": self.runtime_note,
+        }
 
     def predict(
         self, pixels: npt.NDArray[np.uint8], batch_size: int = 64
     ) -> npt.NDArray[np.float32]:
         """Softmax per class for uint8 (N, H, W, 3) patches."""
+        if self.engine is not None:
+            return self.engine.predict(pixels, batch_size)
         return _predict(self.model, self.norm, pixels, batch_size, self.dev, self.prec)
 
 
@@ -230,11 +280,13 @@ def score_cache(
     n = int(images.shape[0])
     chunk = int(images.chunks[0])
     valid = np.asarray(_array(root, "valid")[:], dtype=bool)
-    group = _open_scores(root, store, card, n, chunk)
+    group = _open_scores(root, store, card, n, chunk, scorer.describe())
     marker = store / "scores" / card.model_id / MARKER
     skipped = int((~valid).sum())
     if marker.exists():
-        return ScoreRun(store, card.model_id, n, 0, skipped, 0, 0.0, prec, str(dev))
+        return ScoreRun(
+            store, card.model_id, n, 0, skipped, 0, 0.0, prec, str(dev), scorer.runtime_used
+        )
     done = np.asarray(_array(group, "chunk_done")[:], dtype=bool)
     todo = [i for i in range(len(done)) if not done[i] and valid[i * chunk : (i + 1) * chunk].any()]
     done_flags, prob_arr, class_arr = (_array(group, k) for k in ("chunk_done", "prob", "classes"))
@@ -259,10 +311,10 @@ def score_cache(
                 bad = int((~np.isfinite(probs).all(axis=1)).sum())
                 raise BadCheckpoint(
                     f"model {card.model_id} gave non-finite scores for {bad} patches "
-                    f"of chunk {i} (precision {prec})",
+                    f"of chunk {i} (runtime {scorer.runtime_used}, precision {prec})",
                     slide=store,
-                    hint="score again with --precision fp32; if it persists the checkpoint "
-                    "is broken",
+                    hint="score again with --precision fp32 (and scoring.runtime=torch); if it "
+                    "persists the checkpoint is broken",
                 )
             classes = np.full((len(pixels), card.num_classes), np.nan, dtype=np.float32)
             classes[keep] = probs
@@ -283,4 +335,5 @@ def score_cache(
         time.perf_counter() - t0,
         prec,
         str(dev),
+        scorer.runtime_used,
     )

@@ -112,6 +112,10 @@ def test_per_slide_outputs_and_provenance(screened: tuple[Path, Any], model_dir:
     run = json.loads((out / "run.json").read_text())
     assert run["model"]["id"] == r["model_id"] and run["calibration"]["sha256"] == cal_sha
     assert run["finished"] and run["versions"]["torch"]
+    # the runtime actually used is recorded: the test model's card holds no OpenVINO AUC, so
+    # `scoring.runtime: auto` stays on PyTorch and says why
+    assert r["scoring"] == run["scoring"]
+    assert r["scoring"]["runtime"] == "torch" and "PyTorch" in r["scoring"]["runtime_note"]
     assert (out / "config.resolved.yaml").is_file()
     results = json.loads((out / "results.json").read_text())
     assert len(results["slides"]) == 5

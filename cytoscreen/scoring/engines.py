@@ -1,0 +1,126 @@
+"""Which inference runtime scores the patches: PyTorch, or OpenVINO where it is proven.
+
+``scoring.runtime`` is ``torch``, ``openvino`` or ``auto``. ``auto`` takes OpenVINO only when
+all of these hold, and otherwise PyTorch with a note saying which one failed:
+
+- the device is the CPU (OpenVINO's CPU plugin is the one measured),
+- the ``openvino`` package is installed (it is optional: ``pip install 'cytoscreen[openvino]'``),
+- the model card records a validation AUC measured through OpenVINO at the precision to be run
+  (``validation["patch_auc_openvino_<precision>"]``, written by
+  ``scripts/bench_runtimes.py --record``) within ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on
+  the same patches (``validation["patch_auc_fp32"]``).
+
+Pure decisions only: nothing here imports openvino or touches files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from cytoscreen.scoring.model import ModelCard, Precision
+
+RuntimeName = Literal["auto", "torch", "openvino"]
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
+MAX_AUC_CHANGE = 0.005  # largest |AUC(runtime) - AUC(PyTorch fp32)| accepted on the val patches
+FP32_KEY = "patch_auc_fp32"
+
+
+def auc_key(runtime: str, precision: str) -> str:
+    """The card's validation key for the AUC measured through ``runtime`` at ``precision``."""
+    return f"patch_auc_{runtime}_{precision}"
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    runtime: Literal["torch", "openvino"]
+    note: str = ""  # why this runtime (always set when 'auto' keeps PyTorch)
+
+
+def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
+    """None when the card proves ``runtime`` at ``precision`` keeps the fp32 AUC, else why not."""
+    key = auc_key(runtime, precision)
+    measured, ref = card.validation.get(key), card.validation.get(FP32_KEY)
+    if measured is None or ref is None:
+        missing = key if measured is None else FP32_KEY
+        return (
+            f"the model card has no '{missing}' AUC (run scripts/bench_runtimes.py --record "
+            "to measure it)"
+        )
+    change = measured.value - ref.value
+    if not math.isfinite(change) or abs(change) > MAX_AUC_CHANGE:
+        return (
+            f"the card's {runtime} {precision} AUC {measured.value:.4f} differs from the fp32 "
+            f"AUC {ref.value:.4f} by more than {MAX_AUC_CHANGE}"
+        )
+    if measured.n != ref.n:
+        return f"the card's {runtime} AUC and fp32 AUC rest on different patch counts"
+    return None
+
+
+def openvino_precision(precision: str) -> Precision:
+    """OpenVINO's precision: 'auto' runs fp32 (the measured one); bf16 is an explicit choice."""
+    if precision == "auto":
+        return "fp32"
+    if precision == "fp16":
+        raise ValueError("fp16 is for CUDA; OpenVINO on the CPU runs fp32 or bf16")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    return precision  # type: ignore[return-value]
+
+
+def choose_runtime(
+    requested: str,
+    card: ModelCard,
+    device_type: str,
+    precision: str,
+    *,
+    openvino_installed: bool,
+) -> RuntimeChoice:
+    """The runtime to build. An explicit ``openvino`` that cannot run raises ValueError saying
+    what to do; ``auto`` never raises for that: it keeps PyTorch and says why in the note."""
+    if requested not in RUNTIMES:
+        raise ValueError(f"unknown scoring runtime {requested!r}; choose one of {RUNTIMES}")
+    if requested == "torch":
+        return RuntimeChoice("torch", "scoring.runtime=torch")
+    if requested == "openvino":
+        if device_type != "cpu":
+            raise ValueError(
+                f"scoring.runtime=openvino runs on the CPU, but the device is {device_type}: "
+                "set scoring.device=cpu or scoring.runtime=torch"
+            )
+        if not openvino_installed:
+            raise ValueError(
+                "scoring.runtime=openvino but the openvino package is not installed: "
+                "pip install 'cytoscreen[openvino]', or set scoring.runtime=torch"
+            )
+        openvino_precision(precision)  # refuse fp16 before anything is built
+        return RuntimeChoice("openvino", "scoring.runtime=openvino")
+    why = fallback_note(card, device_type, precision, openvino_installed=openvino_installed)
+    if why:
+        return RuntimeChoice("torch", why)
+    return RuntimeChoice(
+        "openvino",
+        "auto: OpenVINO is installed and the model card's AUC measured through it is within "
+        f"{MAX_AUC_CHANGE} of PyTorch fp32",
+    )
+
+
+def fallback_note(
+    card: ModelCard, device_type: str, precision: str, *, openvino_installed: bool
+) -> str:
+    """Why ``auto`` keeps PyTorch ('' when OpenVINO qualifies)."""
+    if device_type != "cpu":
+        return f"auto: PyTorch on {device_type} (OpenVINO is used on the CPU only)"
+    if not openvino_installed:
+        return (
+            "auto: PyTorch, because the openvino package is not installed "
+            "(pip install 'cytoscreen[openvino]' for faster CPU scoring)"
+        )
+    try:
+        prec = openvino_precision(precision)
+    except ValueError as exc:
+        return f"auto: PyTorch, because {exc}"
+    why = card_verdict(card, "openvino", prec)
+    return f"auto: PyTorch, because {why}" if why else ""

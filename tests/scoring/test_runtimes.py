@@ -1,0 +1,223 @@
+"""The OpenVINO runtime behind the Scorer: when ``auto`` takes it, that it scores as PyTorch
+fp32 does, that its conversion cache is keyed and checked, and that the NaN guard and the
+PyTorch fallback still hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from cytoscreen.config import load_config
+from cytoscreen.errors import BadCheckpoint, ConfigError
+from cytoscreen.scoring import openvino_engine
+from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.scoring.engines import MAX_AUC_CHANGE, auc_key, choose_runtime
+from cytoscreen.scoring.infer import Scorer, score_cache
+from cytoscreen.scoring.model import Metric, ModelCard
+
+from .conftest import make_store
+
+needs_openvino = pytest.mark.skipif(
+    not openvino_engine.installed(), reason="openvino is not installed (optional extra)"
+)
+REPO = Path(__file__).resolve().parents[2]
+CRIC = REPO.parent / "shared" / "data" / "cric" / "manifest.csv"
+
+
+def _auc(value: float, n: int = 289) -> Metric:
+    return Metric(value=value, ci_low=value - 0.05, ci_high=value + 0.05, n=n)
+
+
+def proven(card: ModelCard, ov_auc: float = 0.791, fp32_auc: float = 0.792) -> ModelCard:
+    """The card with the validation entries ``auto`` asks for."""
+    validation = {"patch_auc_fp32": _auc(fp32_auc), auc_key("openvino", "fp32"): _auc(ov_auc)}
+    return card.model_copy(update={"validation": {**card.validation, **validation}})
+
+
+# ------------------------------------------------------------------ choice (no openvino needed)
+
+
+def test_auto_takes_openvino_only_with_proof(tiny_model_dir: Path) -> None:
+    card = load_checkpoint(tiny_model_dir)[1]
+    ok = choose_runtime("auto", proven(card), "cpu", "auto", openvino_installed=True)
+    assert ok.runtime == "openvino"
+    unproven = choose_runtime("auto", card, "cpu", "auto", openvino_installed=True)
+    assert unproven.runtime == "torch" and "patch_auc_openvino_fp32" in unproven.note
+    too_far = proven(card, ov_auc=0.792 - 2 * MAX_AUC_CHANGE)
+    far = choose_runtime("auto", too_far, "cpu", "auto", openvino_installed=True)
+    assert far.runtime == "torch" and "differs" in far.note
+    absent = choose_runtime("auto", proven(card), "cpu", "auto", openvino_installed=False)
+    assert absent.runtime == "torch" and "not installed" in absent.note
+    gpu = choose_runtime("auto", proven(card), "cuda", "auto", openvino_installed=True)
+    assert gpu.runtime == "torch" and "cuda" in gpu.note
+    # bf16 through OpenVINO was not measured on this card: auto keeps PyTorch for it
+    assert choose_runtime("auto", proven(card), "cpu", "bf16", openvino_installed=True).runtime == (
+        "torch"
+    )
+
+
+def test_explicit_openvino_that_cannot_run_says_what_to_do(tiny_model_dir: Path) -> None:
+    card = load_checkpoint(tiny_model_dir)[1]
+    with pytest.raises(ValueError, match="pip install 'cytoscreen\\[openvino\\]'"):
+        choose_runtime("openvino", card, "cpu", "auto", openvino_installed=False)
+    with pytest.raises(ValueError, match="scoring.device=cpu"):
+        choose_runtime("openvino", card, "cuda", "auto", openvino_installed=True)
+    with pytest.raises(ValueError, match="fp16"):
+        choose_runtime("openvino", card, "cpu", "fp16", openvino_installed=True)
+    with pytest.raises(ValueError, match="unknown scoring runtime"):
+        choose_runtime("tensorrt", card, "cpu", "auto", openvino_installed=True)
+
+
+def test_config_validates_the_runtime() -> None:
+    assert load_config(None, {"scoring.runtime": "torch"}).scoring.runtime == "torch"
+    with pytest.raises(ConfigError, match="scoring.runtime"):
+        load_config(None, {"scoring.runtime": "tensorrt"})
+
+
+def test_falls_back_to_torch_when_openvino_is_absent(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_engine, "installed", lambda: False)
+    model, card = load_checkpoint(tiny_model_dir)
+    scorer = Scorer(model, proven(card), "cpu", "fp32", runtime="auto")
+    assert scorer.runtime_used == "torch" and "not installed" in scorer.runtime_note
+    assert scorer.describe()["runtime"] == "torch"
+    with pytest.raises(ValueError, match="not installed"):
+        Scorer(model, card, "cpu", "fp32", runtime="openvino")
+
+
+def test_auto_falls_back_when_the_engine_fails_to_build(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(openvino_engine, "installed", lambda: True)
+    monkeypatch.setattr(openvino_engine.OpenVinoEngine, "build", broken)
+    model, card = load_checkpoint(tiny_model_dir)
+    scorer = Scorer(model, proven(card), "cpu", "auto", runtime="auto")
+    assert scorer.runtime_used == "torch" and "conversion failed" in scorer.runtime_note
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        Scorer(model, proven(card), "cpu", "auto", runtime="openvino")
+
+
+# ------------------------------------------------------------------ OpenVINO itself
+
+
+@needs_openvino
+def test_openvino_scores_a_cache_as_torch_fp32_does(tmp_path: Path, tiny_model_dir: Path) -> None:
+    ref_store = make_store(tmp_path / "ref.zarr", 20, seed=3)
+    ov_store = make_store(tmp_path / "ov.zarr", 20, seed=3)
+    ref = score_cache(ref_store, tiny_model_dir, 8, "cpu", "fp32")
+    scorer = Scorer.load(
+        tiny_model_dir, "cpu", "auto", runtime="openvino", runtime_cache=tmp_path / "ov"
+    )
+    run = score_cache(ov_store, scorer, batch_size=7)  # batches of another size: dynamic axis
+    assert run.runtime == "openvino" and run.precision == "fp32" and run.n_scored == 20
+    group = f"scores/{ref.model_id}"
+    want = np.asarray(zarr.open_array(ref_store, path=f"{group}/classes", mode="r")[...])
+    got = np.asarray(zarr.open_array(ov_store, path=f"{group}/classes", mode="r")[...])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    attrs = zarr.open_group(ov_store, mode="r")[group].attrs["cytoscreen"]
+    assert attrs["runtime"] == "openvino" and attrs["precision"] == "fp32"
+
+
+@needs_openvino
+def test_conversion_is_cached_checked_and_rebuilt(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cache = tmp_path / "ov-cache"
+    first = Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
+    assert first.engine is not None and first.engine.source == "converted"
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert json.loads((entry / "digest.json").read_text())["model.bin"]
+    second = Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
+    assert second.engine is not None and second.engine.source == f"cache {entry}"
+    blob = bytearray((entry / "model.bin").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # a damaged cache entry is not trusted
+    (entry / "model.bin").write_bytes(bytes(blob))
+    third = Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
+    assert third.engine is not None and third.engine.source == "converted"
+    pix = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(third.predict(pix), first.predict(pix), atol=1e-6)
+    # other weights, other entry: a cached graph never serves another model
+    model, card = load_checkpoint(tiny_model_dir)
+    assert openvino_engine.cache_key(model, card) == entry.name
+    with torch.no_grad():
+        next(model.parameters()).add_(0.5)
+    assert openvino_engine.cache_key(model, card) != entry.name
+
+
+@needs_openvino
+def test_openvino_telemetry_is_declined(tmp_path: Path) -> None:
+    """Importing openvino the engine's way leaves no telemetry client id in a fresh home;
+    a bare ``import openvino`` does make one (so this test can tell the two apart)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    code = {
+        "engine": "from cytoscreen.scoring.openvino_import import import_openvino as i; i()",
+        "bare": "import openvino",
+    }
+    made = {}
+    for name, line in code.items():
+        home = tmp_path / name
+        home.mkdir()
+        subprocess.run([sys.executable, "-c", line], env={**env, "HOME": str(home)}, check=True)
+        made[name] = (home / "intel" / "openvino_ga_cid").exists()
+    assert made == {"engine": False, "bare": True}
+
+
+class _NanOnDark(torch.nn.Module):
+    """A tiny classifier whose logits are NaN for dark patches (pale ones score normally)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.conv(x).mean(dim=(2, 3)))
+        dark = x.mean(dim=(1, 2, 3), keepdim=False) < -1.5
+        return torch.where(dark[:, None], torch.full_like(logits, float("nan")), logits)
+
+
+@needs_openvino
+def test_nan_guard_applies_to_openvino_scores(tmp_path: Path, tiny_model_dir: Path) -> None:
+    card = load_checkpoint(tiny_model_dir)[1].model_copy(
+        update={"classes": ["neg", "abn"], "positive_classes": ["abn"]}
+    )
+    scorer = Scorer(
+        _NanOnDark().eval(), card, "cpu", "fp32", runtime="openvino", runtime_cache=tmp_path
+    )
+    assert scorer.runtime_used == "openvino"  # pale self-check patches passed
+    store = make_store(tmp_path / "s.zarr", 16)
+    images = zarr.open_array(store, path="images", mode="r+")
+    images[8:16] = 0  # the second chunk is black: NaN logits
+    with pytest.raises(BadCheckpoint, match="non-finite scores for 8 patches of chunk 1"):
+        score_cache(store, scorer, batch_size=8)
+    prob = zarr.open_array(store, path=f"scores/{card.model_id}/prob", mode="r")
+    assert np.isfinite(prob[:8]).all() and np.isnan(prob[8:]).all()  # nothing NaN was stored
+
+
+@needs_openvino
+@pytest.mark.realdata
+@pytest.mark.skipif(not CRIC.exists(), reason="needs ../shared/data/cric")
+def test_bundled_model_on_rendered_patches_matches_torch_fp32(tmp_path: Path) -> None:
+    from cytoscreen.training.config import load_train_config
+    from cytoscreen.training.data import read_cric_manifest
+    from cytoscreen.training.evaluate import render_eval_set
+    from cytoscreen.training.splits import apply_splits, load_cell_splits
+
+    cells = apply_splits(read_cric_manifest(CRIC), load_cell_splits(), source=CRIC)["val"]
+    cfg = load_train_config(REPO / "configs/train/default.yaml")
+    pick = [cells[i] for i in range(0, len(cells), len(cells) // 6)]
+    images, _ = render_eval_set(pick, cfg)
+    model_dir = REPO / "cytoscreen/models/default"
+    torch_fp32 = Scorer.load(model_dir, "cpu", "fp32", channels_last=False)
+    ov = Scorer.load(model_dir, "cpu", "auto", runtime="openvino", runtime_cache=tmp_path)
+    np.testing.assert_allclose(ov.predict(images, 4), torch_fp32.predict(images, 4), atol=1e-4)
