@@ -14,6 +14,7 @@ Patches with ``valid == False`` are not scored: their rows stay NaN, which there
 
 from __future__ import annotations
 
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,10 +105,21 @@ def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
         )
 
 
+def _made_otherwise(group: object, how: dict[str, str]) -> bool:
+    """Whether stored scores were made with another runtime or precision than ``how``."""
+    attrs = dict(getattr(group, "attrs", {}).get("cytoscreen", {}))
+    return any(attrs.get(k, how[k]) != how[k] for k in ("runtime", "precision"))
+
+
 def _open_scores(
     root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: int, how: dict[str, str]
 ) -> zarr.Group:
     path = f"scores/{card.model_id}"
+    if path in root and _made_otherwise(root[path], how):
+        # scores of the same model from another runtime or precision: the run's record would
+        # not describe them, so they are replaced rather than resumed or reused
+        shutil.rmtree(store / path)
+        root = zarr.open_group(store, mode="r+")
     if path in root:
         group = root[path]
         assert isinstance(group, zarr.Group)

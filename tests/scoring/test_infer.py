@@ -86,6 +86,24 @@ def test_bf16_channels_last_close_to_fp32(tmp_path: Path, tiny_model_dir: Path) 
     np.testing.assert_allclose(prob, ref, atol=0.05)
 
 
+def test_scores_of_another_precision_are_replaced_not_reused(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    store = make_store(tmp_path / "s.zarr", 16)
+    first = score_cache(store, tiny_model_dir, device="cpu", precision="bf16")
+    attrs = zarr.open_group(store, mode="r")[f"scores/{first.model_id}"].attrs["cytoscreen"]
+    assert attrs["precision"] == "bf16"
+    # same model, fp32 now: every patch is scored again and the record says fp32
+    second = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
+    assert second.n_scored == 16 and second.precision == "fp32"
+    attrs = zarr.open_group(store, mode="r")[f"scores/{first.model_id}"].attrs["cytoscreen"]
+    assert attrs["precision"] == "fp32"
+    ref = _reference(tiny_model_dir, store)[:, 1:].sum(1)
+    np.testing.assert_allclose(_read(store, f"scores/{first.model_id}/prob"), ref, atol=1e-5)
+    # and the same precision again reuses them
+    assert score_cache(store, tiny_model_dir, device="cpu", precision="fp32").n_scored == 0
+
+
 def test_non_finite_output_raises(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
