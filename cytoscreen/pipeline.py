@@ -459,6 +459,15 @@ def _error_text(err: BaseException, slide: SlideInput) -> str:
     )
 
 
+def _same_scoring(previous: dict[str, Any], now: dict[str, str]) -> bool:
+    """Whether a finished result was scored with the runtime and precision this run uses (a
+    result from before these were recorded is not reused)."""
+    before = previous.get("scoring")
+    return isinstance(before, dict) and all(
+        before.get(k) == now[k] for k in ("runtime", "precision")
+    )
+
+
 def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
     """Screen one slide and write its result.json; returns (result, skipped). Never raises for
     a problem with the slide: that becomes a result with status ``failed``."""
@@ -486,6 +495,7 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
             and previous.get("status") == "ok"
             and previous.get("slide_key") == key
             and all(previous.get(k) == v for k, v in run.run_key.items())
+            and _same_scoring(previous, run.get_scorer().describe())
         ):
             return previous, True
         body = _process(slide, key, run, timings)

@@ -157,6 +157,11 @@ def test_rerun_skips_finished_and_retries_failed(
     )
     assert again.skipped == []
     assert all(len(r["fields"]) <= 2 for r in again.results)
+    # so does another inference precision: the scores would differ from the ones recorded
+    changed = {"fields.max_fields": 2, "scoring.precision": "bf16"}
+    bf16 = screen([slide_dir], out, load_config(config_path, changed), model_dir=model_dir)
+    assert bf16.skipped == []
+    assert {r["scoring"]["precision"] for r in bf16.results if r["status"] == "ok"} == {"bf16"}
     # a rule the calibration was not made for is refused before any slide is touched
     with pytest.raises(BadCalibration, match="rule"):
         screen(
