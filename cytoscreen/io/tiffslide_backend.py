@@ -22,7 +22,7 @@ from cytoscreen.io._common import (
     to_rgb_on_white,
 )
 from cytoscreen.io.base import RGBArray
-from cytoscreen.io.tiles import TiledPage
+from cytoscreen.io.tiles import TiledPage, Windows
 from cytoscreen.types import SlideMeta
 
 _ASSOCIATED_ALPHA = 1  # TIFF ExtraSamples value for premultiplied alpha
@@ -109,7 +109,16 @@ class TiffSlideReader(ReaderLifecycle):
         """True when every level is read through the direct tile path."""
         return all(t is not None for t in self._tiled)
 
-    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> RGBArray:
+    def read_region(
+        self,
+        location: tuple[int, int],
+        level: int,
+        size: tuple[int, int],
+        *,
+        needed: Windows | None = None,
+    ) -> RGBArray:
+        """``SlideReader.read_region``; ``needed`` ((x, y, w, h) in region pixels) lets the
+        direct tile path skip tiles under none of them (left white): see ``TiledPage.read``."""
         check_region(self.path, self.meta.level_count, level, size)
         x, y = int(location[0]), int(location[1])
         w, h = int(size[0]), int(size[1])
@@ -120,7 +129,7 @@ class TiffSlideReader(ReaderLifecycle):
         tiled = self._tiled[level]
         try:
             if tiled is not None:  # fast path: each tile read once and decoded once
-                tiles = tiled.read(int(x / ds), int(y / ds), w, h)
+                tiles = tiled.read(int(x / ds), int(y / ds), w, h, needed)
                 return to_rgb_on_white(tiles, premultiplied=self._premultiplied)
             arr = self._slide.read_region((x, y), level, (w, h), as_array=True, padding=True)
         except Exception as exc:

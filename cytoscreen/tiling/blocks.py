@@ -2,14 +2,17 @@
 
 A block is a group of neighbouring patches. Its bounding region is read once, at the native
 pyramid level nearest the target resolution (``cytoscreen.io.resolution.plan_read``), resampled
-once if that level is not within tolerance, and cut into patches. Readers are not picklable,
-so tasks carry a ``SlideSource`` (path + options) and each thread opens and keeps its own.
+once if that level is not within tolerance, and cut into patches. Through tiffslide's direct
+tile path only the tiles under some patch are decoded (each once); the corners of a partial
+block's bounding box stay white. Readers are not picklable, so tasks carry a ``SlideSource``
+(path + options) and each thread opens and keeps its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -22,9 +25,13 @@ import numpy.typing as npt
 from cytoscreen.io import open_slide
 from cytoscreen.io.base import RGBArray, SlideReader
 from cytoscreen.io.resolution import plan_read, resample
+from cytoscreen.io.tiffslide_backend import TiffSlideReader
 from cytoscreen.tiling.nuclei import count_per_patch
 
 log = logging.getLogger(__name__)
+
+# support, in input pixels per output pixel, of the filter of io.resolution.resample (Lanczos-3)
+_LANCZOS_LOBES = 3
 
 Patches = Sequence[npt.NDArray[np.uint8]]  # n arrays of (P, P, 3), often views of one canvas
 
@@ -82,6 +89,22 @@ def patch_offsets(coords: npt.NDArray[np.int64], ratio: float) -> npt.NDArray[np
     return np.rint(rel).astype(np.int64)
 
 
+def patch_windows(
+    offsets: npt.NDArray[np.int64], patch_px: int, scale: float
+) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of each patch in the pixels of the level read (``scale`` level pixels per
+    output pixel), widened by the support of the resampling filter when ``scale`` is not 1, so
+    that level pixels outside all windows never reach a patch."""
+    if scale == 1.0:
+        return [(x, y, patch_px, patch_px) for x, y in offsets.tolist()]
+    margin = math.ceil(_LANCZOS_LOBES * max(scale, 1.0)) + 2
+    side = math.ceil(patch_px * scale) + 2 * margin
+    return [
+        (math.floor(x * scale) - margin, math.floor(y * scale) - margin, side, side)
+        for x, y in offsets.tolist()
+    ]
+
+
 def cut_patches(canvas: RGBArray, offsets: npt.NDArray[np.int64], patch_px: int) -> Patches:
     """``patch_px`` squares at (x, y) ``offsets`` of ``canvas``, as views (copied once, when
     the write task gathers them into a chunk)."""
@@ -115,7 +138,11 @@ def _read_patches(source: SlideSource, coords: npt.NDArray[np.int64]) -> Block:
         source.target_mpp,
         source.tolerance,
     )
-    region = reader.read_region(plan.location, plan.level, plan.size)
+    if isinstance(reader, TiffSlideReader):  # decode only the tiles under some patch
+        needed = patch_windows(offsets, p, plan.scale)
+        region = reader.read_region(plan.location, plan.level, plan.size, needed=needed)
+    else:
+        region = reader.read_region(plan.location, plan.level, plan.size)
     canvas = resample(region, plan.out_size)
     stride = source.stride_px or p
     nuclei = count_per_patch(canvas, source.target_mpp, offsets, p, stride)

@@ -13,6 +13,8 @@ Layout of ``<cache_dir>/<slide_key>.zarr`` (a group)::
 The graph has one read task per block of patches and one write task per ``images`` chunk;
 a write task gathers the blocks its chunk needs, so every chunk is written by exactly one task.
 Chunks already marked done are not recomputed, so a killed run resumes where it stopped.
+Write tasks encode and store their chunks in the worker thread itself, byte for byte as zarr
+would (``cytoscreen.tiling.chunkstore``), rather than through zarr's event-loop thread.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy.typing as npt
 import zarr
 import zarr.errors
 from dask.callbacks import Callback
+from dask.delayed import Delayed
 from zarr.codecs import BloscCodec, ZstdCodec
 
 import cytoscreen
@@ -40,10 +43,11 @@ from cytoscreen.errors import CacheMismatch
 from cytoscreen.fsutil import write_json_atomic
 from cytoscreen.io import fast_backend, open_slide, slide_key
 from cytoscreen.io.base import SlideReader
-from cytoscreen.tiling.blocks import SlideSource, read_block
+from cytoscreen.tiling.blocks import Block, SlideSource, read_block
+from cytoscreen.tiling.chunkstore import ChunkWriter, chunk_writer
 from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
-from cytoscreen.types import PatchGrid
+from cytoscreen.types import PatchGrid, SlideMeta
 
 FORMAT = 2  # 2: per-patch nuclei counts
 COMPLETE = "COMPLETE"
@@ -202,31 +206,63 @@ def _mark_complete(path: Path, config_hash: str, n_patches: int) -> None:
     write_json_atomic(path / COMPLETE, {"config_hash": config_hash, "n_patches": n_patches})
 
 
+@dataclass(frozen=True)
+class StoreWriters:
+    """Whole-chunk writers for the per-patch arrays of one store (picklable: Dask ships it)."""
+
+    images: ChunkWriter
+    valid: ChunkWriter
+    nuclei: ChunkWriter
+    chunk_done: ChunkWriter
+
+
+def store_writers(path: Path) -> StoreWriters:
+    """Open ``path`` once and describe how to write its chunks (``cytoscreen.tiling.chunkstore``).
+
+    ``images`` chunks always hold real patches, so they are stored even when all white (this
+    also skips zarr's all-fill-value scan); the other arrays follow zarr's default.
+    """
+    group = zarr.open_group(path, mode="r")
+
+    def writer(name: str, write_empty: bool) -> ChunkWriter:
+        return chunk_writer(_array(group, name), path / name, write_empty=write_empty)
+
+    return StoreWriters(
+        images=writer("images", True),
+        valid=writer("valid", False),
+        nuclei=writer("nuclei", False),
+        chunk_done=writer("chunk_done", False),
+    )
+
+
 def write_chunk(
-    store: str, chunk: int, start: int, stop: int, blocks: Sequence[tuple[int, Any]]
+    store: str,
+    chunk: int,
+    start: int,
+    stop: int,
+    block_starts: Sequence[int],
+    blocks: Sequence[Block],
+    writers: StoreWriters,
 ) -> int:
     """Write patches ``[start, stop)`` (one ``images`` chunk) from the blocks that hold them.
 
-    ``blocks`` are ``(block_start, (patches, valid))`` pairs. Marks the chunk done last.
+    ``blocks`` are ``read_block`` results whose first patch has index ``block_starts[i]``.
+    Marks the chunk done last, once its pixels, validity and nucleus counts are stored.
     """
-    group = zarr.open_group(store, mode="r+")
-    first = blocks[0][1][0]
-    images = np.empty((stop - start, *first[0].shape), dtype=np.uint8)
+    first = blocks[0][0][0]
+    images = np.empty((stop - start, *first.shape), dtype=np.uint8)
     valid = np.zeros(stop - start, dtype=np.bool_)
     nuclei = np.zeros(stop - start, dtype=np.int32)
-    for b_start, (patches, ok, counts) in blocks:
+    for b_start, (patches, ok, counts) in zip(block_starts, blocks, strict=True):
         lo, hi = max(start, b_start), min(stop, b_start + len(patches))
         for j in range(lo, hi):
             images[j - start] = patches[j - b_start]
         valid[lo - start : hi - start] = ok[lo - b_start : hi - b_start]
         nuclei[lo - start : hi - start] = counts[lo - b_start : hi - b_start]
-    # every chunk holds real patches: skip zarr's all-fill-value scan (a runtime setting that
-    # the stored array does not remember; it more than halves write speed)
-    with zarr.config.set({"array.write_empty_chunks": True}):
-        _array(group, "images")[start:stop] = images
-    _array(group, "valid")[start:stop] = valid
-    _array(group, "nuclei")[start:stop] = nuclei
-    _array(group, "chunk_done")[chunk] = 1
+    writers.images.write(chunk, images)
+    writers.valid.write(chunk, valid)
+    writers.nuclei.write(chunk, nuclei)
+    writers.chunk_done.write(chunk, np.ones(1, dtype=np.uint8))
     return stop - start
 
 
@@ -237,40 +273,36 @@ def _graph(
     block_starts: Sequence[int],
     cp: int,
     token: str,
-) -> list[Any]:
-    """Delayed write tasks for the chunks not yet done (read tasks only for blocks they need)."""
+) -> list[Delayed]:
+    """Write tasks for the chunks not yet done, and the read tasks of the blocks they need.
+
+    The graph is written out as a plain task mapping: building it through ``dask.delayed``
+    calls costs more than running the local scheduler on it.
+    """
     done = np.asarray(zarr.open_array(path / "chunk_done", mode="r")[:], dtype=np.uint8)
     n = len(coords)
-    if n == 0:
+    if n == 0 or not (done == 0).any():
         return []
+    writers = store_writers(path)
     starts = np.asarray(block_starts, dtype=np.int64)
     stops = np.r_[starts[1:], n].astype(np.int64)
-    ranges = [(int(a), int(z)) for a, z in zip(starts, stops, strict=True)]
-    reads: dict[int, Any] = {}
-    writes = []
+    dsk: dict[str, Any] = {}
+    keys = []
     for chunk in np.flatnonzero(done == 0).tolist():
         start, stop = chunk * cp, min(n, (chunk + 1) * cp)
         first = int(np.searchsorted(starts, start, side="right")) - 1
         last = int(np.searchsorted(starts, stop, side="left"))
-        needed = []
+        reads = []
         for b in range(first, last):
-            if b not in reads:
-                a, z = ranges[b]
-                reads[b] = dask.delayed(read_block, pure=True)(
-                    source, coords[a:z], dask_key_name=f"cytoscreen-read-{token}-{b}"
-                )
-            needed.append((ranges[b][0], reads[b]))
-        writes.append(
-            dask.delayed(write_chunk, pure=True)(
-                str(path),
-                chunk,
-                start,
-                stop,
-                needed,
-                dask_key_name=f"{_WRITE_PREFIX}-{token}-{chunk}-{stop - start}",
-            )
-        )
-    return writes
+            key = f"cytoscreen-read-{token}-{b}"
+            if key not in dsk:
+                dsk[key] = (read_block, source, coords[starts[b] : stops[b]])
+            reads.append(key)
+        key = f"{_WRITE_PREFIX}-{token}-{chunk}-{stop - start}"
+        b_starts = [int(v) for v in starts[first:last]]
+        dsk[key] = (write_chunk, str(path), chunk, start, stop, b_starts, reads, writers)
+        keys.append(key)
+    return [Delayed(key, dsk) for key in keys]
 
 
 class _Progress(Callback):
@@ -287,7 +319,12 @@ class _Progress(Callback):
 
 
 def _run(
-    writes: list[Any], cfg: Config, client: Any, progress: ProgressFn | None, done: int, total: int
+    writes: list[Delayed],
+    cfg: Config,
+    client: Any,
+    progress: ProgressFn | None,
+    done: int,
+    total: int,
 ) -> None:
     if not writes:
         return
@@ -306,20 +343,38 @@ def _run(
             if progress:
                 progress(done, total)
         return
-    with (
-        dask.config.set(scheduler=cfg.cache.scheduler, num_workers=cfg.cache.workers),
-        _Progress(progress, done, total, {w.key for w in writes}) if progress else nullcontext(),
-    ):
-        dask.compute(*writes)
+    with _Progress(progress, done, total, {w.key for w in writes}) if progress else nullcontext():
+        dask.compute(
+            *writes, scheduler=_local_scheduler(cfg.cache.scheduler), num_workers=cfg.cache.workers
+        )
 
 
-def _plan(reader: SlideReader, cfg: Config) -> PatchGrid:
+def _local_scheduler(name: str) -> Callable[..., Any]:
+    """A local Dask scheduler as a function. Named by a string, Dask would first import
+    ``distributed`` to look for a client (a few hundred ms in every tiling child process)."""
+    if name == "threads":
+        from dask.threaded import get
+
+        return get
+    if name == "processes":
+        from dask.multiprocessing import get as get_processes
+
+        return get_processes
+    if name == "synchronous":
+        from dask.local import get_sync
+
+        return get_sync
+    raise ValueError(f"unknown local Dask scheduler {name!r}")
+
+
+def _plan(reader: SlideReader, meta: SlideMeta, cfg: Config) -> PatchGrid:
+    """The patch grid of a slide described by ``meta``, its mask read through ``reader``."""
     fg = slide_foreground(reader, cfg.foreground)
-    w, h = reader.meta.dimensions
+    w, h = meta.dimensions
     spec = GridSpec(
         width=w,
         height=h,
-        slide_mpp=reader.meta.mpp,
+        slide_mpp=meta.mpp,
         target_mpp=cfg.tiling.target_mpp,
         patch_px=cfg.tiling.patch_size,
         overlap_px=cfg.tiling.overlap,
@@ -365,15 +420,19 @@ def tile_slide(
         meta_backend = str(attrs["backend"])
     else:
         _discard(out)
-        with open_slide(slide, backend=cfg.reader.backend, mpp=cfg.reader.mpp_override) as reader:
-            grid = _plan(reader, cfg)
+        mpp = cfg.reader.mpp_override
+        with open_slide(slide, backend=cfg.reader.backend, mpp=mpp) as reader:
             meta = reader.meta
-        # bulk reads go through the fastest backend that gives the same pyramid
-        read_backend = (
-            fast_backend(slide, meta, cfg.reader.mpp_override)
-            if cfg.reader.backend == "auto"
-            else meta.backend
-        )
+            # bulk reads (the mask's thumbnail included) go through the fastest backend that
+            # gives the same pyramid
+            read_backend = (
+                fast_backend(slide, meta, mpp) if cfg.reader.backend == "auto" else meta.backend
+            )
+            if read_backend == meta.backend:
+                grid = _plan(reader, meta, cfg)
+        if read_backend != meta.backend:
+            with open_slide(slide, backend=read_backend, mpp=mpp) as fast:
+                grid = _plan(fast, meta, cfg)
         attrs = {
             "format": FORMAT,
             "slide_key": key,

@@ -289,3 +289,27 @@ def test_distributed_cluster_matches_threads(cells_slide: Slide, small_cfg: Conf
         )
     assert store_digest(threads) == store_digest(dist)
     assert calls[-1][0] == calls[-1][1] == len(open_cache(dist))
+
+
+def test_local_run_does_not_import_distributed(cells_slide: Slide, tmp_path: Path):
+    """Naming a local scheduler by string makes Dask import ``distributed`` (hundreds of ms in
+    every tiling child process); the tiler passes the scheduler function instead."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from cytoscreen.config import load_config
+        from cytoscreen.tiling.cache import tile_slide
+        for scheduler in ("threads", "synchronous"):
+            cfg = load_config(overrides={"cache.scheduler": scheduler})
+            tile_slide(Path(sys.argv[1]), cfg, Path(sys.argv[2]) / scheduler)
+        print("distributed" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cells_slide[0]), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"

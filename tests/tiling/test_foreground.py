@@ -152,3 +152,33 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
 
         assert len(cache) < len(grid_positions(2560, s, s)) ** 2
     assert total > 100 and inside / total >= 0.99
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.5, 2.0, 2.3, 3.0, 5.5, 8.0, 9.5])
+def test_disk_dilation_equals_the_distance_map_rule(radius: float) -> None:
+    from skimage.morphology import isotropic_dilation
+
+    rng = np.random.default_rng(int(radius * 10))
+    for density in (0.002, 0.02, 0.2):
+        mask = rng.random((57, 83)) < density
+        mask[0, 5] = mask[56, 82] = True  # objects on the border too
+        expected = np.asarray(isotropic_dilation(mask, radius), dtype=bool)
+        assert np.array_equal(fgm.dilate_disk(mask, radius), expected), density
+    tiny = np.zeros((2, 3), bool)  # a mask narrower than the disk (a very small slide)
+    tiny[1, 2] = True
+    expected = np.asarray(isotropic_dilation(tiny, radius), dtype=bool)
+    assert np.array_equal(fgm.dilate_disk(tiny, radius), expected)
+
+
+def test_optical_density_lookup_equals_the_formula() -> None:
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (31, 47, 3), dtype=np.uint8) for _ in range(5)]
+    images.append((225 + rng.integers(0, 25, (64, 64, 3))).astype(np.uint8))  # dim glass
+    for img in images:
+        px = img.astype(np.float32)
+        bright = np.maximum(np.percentile(px.reshape(-1, 3), 99.0, axis=0), 200.0)
+        od = -np.log10(np.maximum(px, 1.0) / bright.astype(np.float32))
+        expected = np.clip(od, 0.0, None).max(axis=2)
+        got = fgm.optical_density(img)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.array_equal(fgm.optical_density(img.astype(np.float32)), expected)
