@@ -106,9 +106,10 @@ def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
 
 
 def _made_otherwise(group: object, how: dict[str, str]) -> bool:
-    """Whether stored scores were made with another runtime or precision than ``how``."""
+    """Whether stored scores were made with another runtime or precision than ``how`` (or
+    by a version that did not record them: their provenance is unknown)."""
     attrs = dict(getattr(group, "attrs", {}).get("cytoscreen", {}))
-    return any(attrs.get(k, how[k]) != how[k] for k in ("runtime", "precision"))
+    return any(attrs.get(k) != how[k] for k in ("runtime", "precision"))
 
 
 def _open_scores(

@@ -102,6 +102,12 @@ def test_scores_of_another_precision_are_replaced_not_reused(
     np.testing.assert_allclose(_read(store, f"scores/{first.model_id}/prob"), ref, atol=1e-5)
     # and the same precision again reuses them
     assert score_cache(store, tiny_model_dir, device="cpu", precision="fp32").n_scored == 0
+    # scores whose runtime and precision were never recorded are not trusted either
+    group = zarr.open_group(store, mode="r+")[f"scores/{first.model_id}"]
+    group.attrs["cytoscreen"] = {
+        k: v for k, v in attrs.items() if k not in ("runtime", "precision")
+    }
+    assert score_cache(store, tiny_model_dir, device="cpu", precision="fp32").n_scored == 16
 
 
 def test_non_finite_output_raises(
