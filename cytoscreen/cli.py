@@ -172,6 +172,96 @@ def tile(
         raise typer.Exit(code=1)
 
 
+def _stores(paths: list[Path]) -> list[Path]:
+    """Zarr patch stores named directly, or found (not recursively) in the folders given."""
+    out: list[Path] = []
+    for p in paths:
+        if p.suffix == ".zarr" or not p.is_dir():
+            out.append(p)
+        else:
+            out.extend(sorted(q for q in p.glob("*.zarr") if q.is_dir()))
+    return out
+
+
+@app.command()
+def score(
+    caches: Annotated[
+        list[Path],
+        typer.Argument(help="Patch stores (*.zarr) made by `cytoscreen tile`, or their folder."),
+    ],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
+    ] = None,
+    config: ConfigOpt = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="auto|torch|openvino (scoring.runtime).")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="auto|fp32|bf16|fp16 (scoring.precision).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Patches per batch.")
+    ] = None,
+) -> None:
+    """Score cached patches with a model; scores are written into each store beside the
+    patches (resumable: a rerun scores only the chunks that are missing)."""
+    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.scoring.infer import Scorer, score_cache
+
+    cfg = _config(
+        config,
+        **{
+            "scoring.runtime": runtime,
+            "scoring.precision": precision,
+            "scoring.batch_size": batch_size,
+        },
+    )
+    sc = cfg.scoring
+    stores = _stores(caches)
+    if not stores:
+        raise _fail(
+            CytoscreenError(
+                "no patch store (*.zarr) found",
+                slide=", ".join(str(c) for c in caches),
+                hint="make them first with `cytoscreen tile SLIDES --out CACHE`",
+            )
+        )
+    model_dir = model or sc.model or DEFAULT_MODEL_DIR
+    try:
+        scorer = Scorer.load(
+            model_dir, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
+        )
+    except CytoscreenError as err:
+        raise _fail(err) from None
+    how = scorer.describe()
+    console.print(
+        f"model {scorer.card.model_id}: {how['runtime']} {how['precision']} on {how['device']}",
+        highlight=False,
+    )
+    failed = 0
+    table = Table("store", "scored now", "patches/s", "status")
+    with _progress() as bar:
+        for store in stores:
+            task = bar.add_task(store.name, total=None)
+
+            def report(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                run = score_cache(store, scorer, sc.batch_size, threads=sc.threads, progress=report)
+            except (CytoscreenError, OSError) as err:
+                failed += 1
+                bar.update(task, description=f"[red]{store.name} (failed)")
+                _print_error(err)
+                table.add_row(store.name, "-", "-", "[red]failed")
+                continue
+            status = "[green]ok" if run.chunks_run else "[green]already scored"
+            table.add_row(store.name, str(run.n_scored), f"{run.patches_per_s:.1f}", status)
+    console.print(table)
+    if failed:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def screen(
     slides: Annotated[

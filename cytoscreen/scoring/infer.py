@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,9 +238,10 @@ class Scorer:
         channels_last: bool = True,
         runtime: str = "torch",
         runtime_cache: str | Path | None = None,
+        threads: int | None = None,
     ) -> Scorer:
         model, card = load_checkpoint(model_dir)
-        return cls(model, card, device, precision, channels_last, runtime, runtime_cache)
+        return cls(model, card, device, precision, channels_last, runtime, runtime_cache, threads)
 
     def describe(self) -> dict[str, str]:
         """Runtime, precision and device actually used, and why (for provenance records)."""
@@ -268,11 +270,14 @@ def score_cache(
     *,
     threads: int | None = None,
     channels_last: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScoreRun:
     """Score every valid patch of one slide cache; resumes chunk by chunk after interruption.
 
     ``model_dir`` is a checkpoint directory or a ``Scorer`` made once for a batch of slides;
     with a Scorer, its own device, precision and layout apply (the arguments here are ignored).
+    ``progress(done, total)`` is called after each chunk with the valid patches scored in this
+    call so far and those this call has to score.
     """
     store = Path(store_path)
     if threads is not None:
@@ -311,6 +316,9 @@ def score_cache(
         return np.asarray(images[i * chunk : min((i + 1) * chunk, n)], dtype=np.uint8)
 
     scored = 0
+    total = int(sum(valid[i * chunk : (i + 1) * chunk].sum() for i in todo))
+    if progress is not None:
+        progress(0, total)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-prefetch") as pool:
         nxt: Future[npt.NDArray[np.uint8]] | None = pool.submit(read, todo[0]) if todo else None
         for k, i in enumerate(todo):
@@ -337,6 +345,8 @@ def score_cache(
             prob_arr[lo : lo + len(pixels)] = prob
             done_flags[i] = True
             scored += int(keep.sum())
+            if progress is not None:
+                progress(scored, total)
     marker.write_text(card.model_id + "\n", encoding="utf-8")
     return ScoreRun(
         store,

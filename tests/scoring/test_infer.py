@@ -136,3 +136,18 @@ def test_wrong_resolution_or_size_is_refused(tmp_path: Path, tiny_model_dir: Pat
         score_cache(make_store(tmp_path / "a.zarr", 8, mpp=0.25), tiny_model_dir, device="cpu")
     with pytest.raises(CacheMismatch, match="expects"):
         score_cache(make_store(tmp_path / "b.zarr", 8, patch=40), tiny_model_dir, device="cpu")
+
+
+def test_progress_counts_the_valid_patches_scored(tmp_path: Path, tiny_model_dir: Path) -> None:
+    valid = np.ones(20, dtype=bool)
+    valid[[1, 2]] = False
+    store = make_store(tmp_path / "s.zarr", 20, valid=valid)  # chunks of 8: 6, 8 and 4 valid
+    calls: list[tuple[int, int]] = []
+    score_cache(
+        store,
+        tiny_model_dir,
+        device="cpu",
+        precision="fp32",
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls == [(0, 18), (6, 18), (14, 18), (18, 18)]
