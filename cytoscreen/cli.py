@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -131,6 +132,35 @@ def _progress() -> Progress:
     )
 
 
+Report = Callable[[int, int], None]
+
+
+def _each(items: list[Path], work: Callable[[Path, Report], list[str]], table: Table) -> None:
+    """Run ``work(item, report)`` for each item under its own progress bar and add the row it
+    returns to ``table``. A failing item is printed and tabled and the rest carry on; the
+    table is printed at the end and the exit code is 1 if anything failed."""
+    failed = 0
+    with _progress() as bar:
+        for item in items:
+            task = bar.add_task(item.name, total=None)
+
+            def report(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                row = work(item, report)
+            except (CytoscreenError, OSError) as err:
+                failed += 1
+                bar.update(task, description=f"[red]{item.name} (failed)")
+                _print_error(err)
+                table.add_row(item.name, *["-"] * (len(table.columns) - 2), "[red]failed")
+                continue
+            table.add_row(item.name, *row)
+    console.print(table)
+    if failed:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def tile(
     slides: Annotated[list[Path], typer.Argument(help="Whole-slide image files.")],
@@ -148,28 +178,18 @@ def tile(
     cfg = _run_config(config, backend, mpp, scheduler, workers)
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out)
-    failed = 0
-    table = Table("slide", "patches", "store", "status")
-    with _progress() as bar:
-        for slide in slides:
-            task = bar.add_task(slide.name, total=None)
 
-            def report(done: int, total: int, task: TaskID = task) -> None:
-                bar.update(task, completed=done, total=total)
+    def one(slide: Path, report: Report) -> list[str]:
+        patches = [0]
 
-            try:
-                store = tile_slide(slide, cfg, out, progress=report)
-            except (CytoscreenError, OSError) as err:
-                failed += 1
-                bar.update(task, description=f"[red]{slide.name} (failed)")
-                _print_error(err)
-                table.add_row(slide.name, "-", "-", "[red]failed")
-                continue
-            n = int(bar.tasks[task].total or 0)
-            table.add_row(slide.name, str(n), store.name, "[green]ok")
-    console.print(table)
-    if failed:
-        raise typer.Exit(code=1)
+        def counted(done: int, total: int) -> None:
+            patches[0] = total
+            report(done, total)
+
+        store = tile_slide(slide, cfg, out, progress=counted)
+        return [str(patches[0]), store.name, "[green]ok"]
+
+    _each(slides, one, Table("slide", "patches", "store", "status"))
 
 
 def _stores(paths: list[Path]) -> list[Path]:
@@ -238,28 +258,13 @@ def score(
         f"model {scorer.card.model_id}: {how['runtime']} {how['precision']} on {how['device']}",
         highlight=False,
     )
-    failed = 0
-    table = Table("store", "scored now", "patches/s", "status")
-    with _progress() as bar:
-        for store in stores:
-            task = bar.add_task(store.name, total=None)
 
-            def report(done: int, total: int, task: TaskID = task) -> None:
-                bar.update(task, completed=done, total=total)
+    def one(store: Path, report: Report) -> list[str]:
+        run = score_cache(store, scorer, sc.batch_size, threads=sc.threads, progress=report)
+        status = "[green]ok" if run.chunks_run else "[green]already scored"
+        return [str(run.n_scored), f"{run.patches_per_s:.1f}", status]
 
-            try:
-                run = score_cache(store, scorer, sc.batch_size, threads=sc.threads, progress=report)
-            except (CytoscreenError, OSError) as err:
-                failed += 1
-                bar.update(task, description=f"[red]{store.name} (failed)")
-                _print_error(err)
-                table.add_row(store.name, "-", "-", "[red]failed")
-                continue
-            status = "[green]ok" if run.chunks_run else "[green]already scored"
-            table.add_row(store.name, str(run.n_scored), f"{run.patches_per_s:.1f}", status)
-    console.print(table)
-    if failed:
-        raise typer.Exit(code=1)
+    _each(stores, one, Table("store", "scored now", "patches/s", "status"))
 
 
 @app.command()
