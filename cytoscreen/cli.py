@@ -46,6 +46,9 @@ SchedulerOpt = Annotated[
     typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
+]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in defaults).")
 ]
@@ -209,9 +212,7 @@ def score(
         list[Path],
         typer.Argument(help="Patch stores (*.zarr) made by `cytoscreen tile`, or their folder."),
     ],
-    model: Annotated[
-        Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
-    ] = None,
+    model: ModelOpt = None,
     config: ConfigOpt = None,
     runtime: Annotated[
         str | None, typer.Option("--runtime", help="auto|torch|openvino (scoring.runtime).")
@@ -277,9 +278,7 @@ def screen(
     cache: Annotated[
         Path | None, typer.Option("--cache", help="Patch cache folder (default: OUT/cache).")
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
-    ] = None,
+    model: ModelOpt = None,
     calibration: Annotated[
         Path | None,
         typer.Option("--calibration", help="calibration.json (default: the model's own)."),
