@@ -71,11 +71,11 @@ def _boxes(result: dict[str, Any]) -> list[Box]:
 def _note(result: dict[str, Any]) -> str:
     if result.get("status") != "ok":
         return str(result.get("error") or "screening failed")
-    if result.get("score") is None:
-        return "no score"
-    if result.get("outcome") == "not_assessable":
+    if result.get("outcome") == "not_assessable":  # with or without a score: say why
         why = [r for r in result.get("reasons") or [] if str(r).startswith("not assessable")]
         return "; ".join(str(r) for r in why) or "not assessable"
+    if result.get("score") is None:
+        return "no score"
     return ""
 
 
