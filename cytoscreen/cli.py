@@ -403,7 +403,7 @@ def make_slides(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo_out"),
 ) -> None:
-    """Build five small demo slides and screen them with the bundled model."""
+    """Build six small demo slides and screen them with the bundled model."""
     from cytoscreen.demo import DEMO_SLIDES, build_demo_slides, demo_config
     from cytoscreen.pipeline import DEFAULT_MODEL_DIR
 

@@ -1,10 +1,11 @@
 """The demo: a handful of small generated slides, screened end to end.
 
 Demo slides are 2 mm miniatures (8,192 px at 0.25 um/px) of a 20 mm liquid-based preparation,
-built from the bundled kit of real CRIC cells: two negative, two positive (LSIL, HSIL) and one
-blank slide that must come out not assessable. Because they hold about 1% of a full
-preparation's area, the Bethesda adequacy minimum (5,000 squamous cells on a whole slide) is
-scaled by area for the demo, and the demo says so.
+built from the bundled kit of real CRIC cells: two negative, two positive (LSIL, HSIL), one
+blank slide and one negative slide as a monochrome scanner would record it; the last two must
+come out not assessable (no cells; unlike the training data), never negative. Because they
+hold about 1% of a full preparation's area, the Bethesda adequacy minimum (5,000 squamous
+cells on a whole slide) is scaled by area for the demo, and the demo says so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class DemoSlide:
     label: str
     worst: str | None
     seed: int
+    greyscale: bool = False  # written as a monochrome scan: off the model's domain
 
 
 DEMO_SLIDES = (
@@ -32,6 +34,7 @@ DEMO_SLIDES = (
     DemoSlide("positive-lsil", "positive", "LSIL", 103),
     DemoSlide("positive-hsil", "positive", "HSIL", 104),
     DemoSlide("blank", "blank", None, 105),
+    DemoSlide("greyscale-scan", "negative", None, 106, greyscale=True),
 )
 
 
@@ -60,6 +63,7 @@ def demo_config(base: Config | None = None) -> tuple[Config, str]:
 def build_demo_slides(folder: Path) -> list[Path]:
     """Write the demo slides (and their ground truth) into ``folder``; existing ones are kept."""
     from cytoscreen.synth import SlideSpec, bundled_kit, generate_slide
+    from cytoscreen.synth.slide import greyscale
 
     folder.mkdir(parents=True, exist_ok=True)
     kit = bundled_kit()
@@ -75,6 +79,6 @@ def build_demo_slides(folder: Path) -> list[Path]:
                 worst_bethesda=s.worst,
                 clustering=0.5,
             )
-            generate_slide(path, spec, kit)
+            generate_slide(path, spec, kit, transform=greyscale if s.greyscale else None)
         paths.append(path)
     return paths

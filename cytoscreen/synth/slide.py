@@ -8,11 +8,13 @@ cells as QuPath-importable annotations).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from cytoscreen.synth.kit import CellKit, severity
@@ -163,13 +165,26 @@ def truth_paths(slide_path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".cells.json"), stem.with_name(stem.name + ".geojson")
 
 
+def greyscale(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """An RGB region as a monochrome scan would record it (luminance in all three channels)."""
+    lum = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = np.clip(np.rint(lum), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def generate_slide(
-    out_path: str | Path, spec: SlideSpec, kit: CellKit, *, cache_mb: float = 384.0
+    out_path: str | Path,
+    spec: SlideSpec,
+    kit: CellKit,
+    *,
+    cache_mb: float = 384.0,
+    transform: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
 ) -> SlideTruth:
     """Write one synthetic slide and its ground truth; returns the truth.
 
     Rendering is region by region at every pyramid level, so memory stays bounded at any
-    size (a 20 mm preparation at 0.25 um/px is 80,000 x 80,000 px).
+    size (a 20 mm preparation at 0.25 um/px is 80,000 x 80,000 px). ``transform`` (e.g.
+    ``greyscale``) is applied to every rendered region: slides unlike the training domain.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +200,7 @@ def generate_slide(
             out_path,
             layout.width,
             layout.height,
-            renderer.render,
+            renderer.render if transform is None else _transformed(renderer.render, transform),
             mpp=spec.mpp,
             tile=spec.tile,
             quality=spec.quality,
@@ -194,6 +209,16 @@ def generate_slide(
     json_path, geo_path = truth_paths(out_path)
     write_truth(truth, json_path, geo_path)
     return truth
+
+
+def _transformed(
+    render: Callable[[int, int, int, int, int], npt.NDArray[np.uint8]],
+    transform: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]],
+) -> Callable[[int, int, int, int, int], npt.NDArray[np.uint8]]:
+    def out(level: int, x: int, y: int, w: int, h: int) -> npt.NDArray[np.uint8]:
+        return transform(np.asarray(render(level, x, y, w, h), dtype=np.uint8))
+
+    return out
 
 
 def load_truth(path: str | Path) -> SlideTruth:

@@ -25,6 +25,12 @@ def test_demo_screens_the_demo_slides(tmp_path: Path, monkeypatch: pytest.Monkey
     assert set(rows) == {s.name for s in demo.DEMO_SLIDES}
     assert all(r["status"] == "ok" for r in rows.values())
     assert rows["blank"]["outcome"] == "not_assessable"  # never negative
+    # a monochrome scan of a negative slide is unlike the training data: not assessable
+    grey = rows["greyscale-scan"]
+    assert grey["outcome"] == "not_assessable", grey
+    assert "unlike the training data" in grey["reasons"] and float(grey["domain_shift"]) > 6
+    for name in ("negative-a", "negative-b", "positive-lsil", "positive-hsil"):
+        assert float(rows[name]["domain_shift"]) <= 6, rows[name]
     assert (tmp_path / "results" / "gallery" / "index.html").is_file()
     assert "Measured on" in result.output and "specificity" in result.output
     # a rerun reuses the slides and the finished results

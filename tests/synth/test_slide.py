@@ -152,3 +152,13 @@ def test_large_slide_peak_rss_under_2gb(tmp_path: Path, kit: CellKit) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout.split()[-1]) * 1024 < 2 * 2**30  # ru_maxrss is in KiB on Linux
+
+
+def test_greyscale_puts_luminance_in_all_three_channels() -> None:
+    from cytoscreen.synth.slide import greyscale
+
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 120, 60]]], np.uint8)
+    out = greyscale(rgb)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert out[0, :, 0].tolist() == [76, 150, 29, round(0.299 * 200 + 0.587 * 120 + 0.114 * 60)]
