@@ -23,6 +23,7 @@ from cytoscreen.scoring.infer import Scorer, score_cache
 from cytoscreen.scoring.model import create_model, new_card
 from cytoscreen.scoring.openvino_import import installed as openvino_installed
 from cytoscreen.scoring.runtime import Normaliser, autocast, prepare_model, resolve_device
+from cytoscreen.training.evaluate import throughput
 
 ARCHS = ("resnet18", "mobilenetv3_large_100", "efficientnet_lite0", "efficientnet_b0")
 COMPARISON = Path(__file__).resolve().parents[1] / "cytoscreen/models/comparison.json"
@@ -114,13 +115,7 @@ def main() -> None:
             # the runtime `screen` uses on a CPU when OpenVINO is installed: score_cache beside
             # the same engine's predict on patches already in memory
             scorer = Scorer(model, load_checkpoint(model_dir)[1], "cpu", "fp32", runtime="openvino")
-            pix = np.random.default_rng(1).integers(150, 256, (args.batch, 224, 224, 3), np.uint8)
-            scorer.predict(pix, args.batch)  # warm-up
-            reps = max(1, args.patches // args.batch)
-            t = time.perf_counter()
-            for _ in range(reps):
-                scorer.predict(pix, args.batch)
-            bare = reps * args.batch / (time.perf_counter() - t)
+            bare = throughput(scorer, n=args.patches, batch=args.batch)
             store = make_store(Path(tmp) / "s-openvino.zarr", args.patches)
             run = score_cache(store, scorer, args.batch)
             print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,19 +18,6 @@ from cytoscreen.errors import CytoscreenError
 DB_NAME = "reviews.sqlite"
 LABELS = ("abnormal", "normal", "artefact", "unsure")
 BETHESDA_ABNORMAL = ("ASC-US", "LSIL", "ASC-H", "HSIL", "SCC", "AGC")
-EXPORT_COLUMNS = (
-    "slide_id",
-    "rank",
-    "label",
-    "bethesda",
-    "reviewer",
-    "model_id",
-    "marked_at",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS marks (
@@ -72,6 +59,11 @@ class Mark:
     y0: int
     x1: int
     y1: int
+
+
+# the mark's fields, in order: the database's column list and the CSV export's header
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Mark))
+_COLS = ", ".join(COLUMNS)
 
 
 def check_mark(label: str, bethesda: str | None, reviewer: str, subject: str) -> None:
@@ -118,8 +110,8 @@ class MarkStore:
     def put(self, mark: Mark) -> None:
         """Store (or replace) a reviewer's mark on a field, committed at once."""
         check_mark(mark.label, mark.bethesda, mark.reviewer, mark.slide_id)
-        row = tuple(asdict(mark)[k] for k in _COLUMNS)
-        marks = ",".join("?" * len(_COLUMNS))
+        row = tuple(asdict(mark)[k] for k in COLUMNS)
+        marks = ",".join("?" * len(COLUMNS))
         with self._db:  # one transaction: BEGIN ... COMMIT
             self._db.execute("BEGIN")
             self._db.execute(f"INSERT OR REPLACE INTO marks ({_COLS}) VALUES ({marks})", row)
@@ -142,37 +134,21 @@ class MarkStore:
             sql += " AND reviewer=?"
             args.append(reviewer)
         rows = self._db.execute(sql + " ORDER BY slide_id, rank, reviewer", args).fetchall()
-        return [Mark(**dict(zip(_COLUMNS, r, strict=True))) for r in rows]
+        return [Mark(**dict(zip(COLUMNS, r, strict=True))) for r in rows]
 
     def history_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM mark_history").fetchone()[0])
 
 
-_COLUMNS = (
-    "slide_id",
-    "rank",
-    "reviewer",
-    "label",
-    "bethesda",
-    "model_id",
-    "marked_at",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-)
-_COLS = ", ".join(_COLUMNS)
-
-
 def marks_csv(marks: list[Mark]) -> str:
-    """The marks as CSV (EXPORT_COLUMNS, level-0 pixel boxes)."""
+    """The marks as CSV (COLUMNS, level-0 pixel boxes)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     for m in marks:
         row = asdict(m)
         row["bethesda"] = row["bethesda"] or ""
-        writer.writerow({k: row[k] for k in EXPORT_COLUMNS})
+        writer.writerow({k: row[k] for k in COLUMNS})
     return buf.getvalue()
 
 
