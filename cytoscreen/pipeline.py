@@ -31,6 +31,7 @@ from cytoscreen.batch import (
     private_dir,
     read_json_object,
     run_isolated,
+    warm_up,
     write_json_atomic,
     write_text_atomic,
 )
@@ -64,8 +65,8 @@ from cytoscreen.tiling import PatchCache, open_cache, tile_slide
 from cytoscreen.types import TriageDecision
 
 if TYPE_CHECKING:
+    from cytoscreen.scoring.card import ModelCard
     from cytoscreen.scoring.infer import Scorer
-    from cytoscreen.scoring.model import ModelCard
 
 RESULT_FORMAT = 1
 DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
@@ -84,15 +85,14 @@ STAGES = ("tiling", "scoring", "deciding", "images")
 class ModelChoice:
     dir: Path
     card: ModelCard
-    network: Any = None  # the loaded torch module (loaded once, checked before any tiling)
 
     def scorer(self, cfg: Config) -> Scorer:
         """The batch's one scorer: the model on its device, in the precision the config asks."""
         from cytoscreen.scoring.infer import Scorer
 
         sc = cfg.scoring
-        return Scorer(
-            self.network, self.card, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
+        return Scorer.load(
+            self.dir, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
         )
 
     @property
@@ -153,10 +153,11 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
 def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
     """The model to score with: ``model_dir``, else ``scoring.model``, else the bundled one.
 
-    Loads the checkpoint once to fail early (before any tiling) if it is broken, and checks
-    that the tiling configuration gives the patches the model was trained on.
+    Reads the card and checks the weights file against it, and checks that the tiling
+    configuration gives the patches the model was trained on (``screen`` then builds the
+    scorer before any tiling, so a broken checkpoint stops the run at once).
     """
-    from cytoscreen.scoring.checkpoint import CARD_NAME, load_checkpoint
+    from cytoscreen.scoring.card import CARD_NAME, checked_weights, read_card
 
     chosen = model_dir or cfg.scoring.model or DEFAULT_MODEL_DIR
     if not (chosen / CARD_NAME).is_file():
@@ -171,7 +172,8 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
             hint="pass --model DIR with a model written by `cytoscreen train` "
             "(or set scoring.model in the config)",
         )
-    network, card = load_checkpoint(chosen)
+    card = read_card(chosen)
+    checked_weights(chosen, card)
     px = card.preprocessing.input_size[1]
     if cfg.tiling.patch_size != px or abs(cfg.tiling.target_mpp - card.mpp) > 0.02 * card.mpp:
         raise ConfigError(
@@ -180,7 +182,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
             slide=chosen,
             hint=f"set tiling.patch_size: {px} and tiling.target_mpp: {card.mpp} in the config",
         )
-    return ModelChoice(chosen, card, network)
+    return ModelChoice(chosen, card)
 
 
 def resolve_calibration(
@@ -599,6 +601,7 @@ def screen(
     """
     out = Path(out_dir)
     obs = observer or _Quiet()
+    warm_up()  # the slide workers' imports overlap with loading the model
     model = resolve_model(cfg, Path(model_dir) if model_dir else None)
     cal = (
         None
@@ -621,6 +624,7 @@ def screen(
             private_dir(out / "slides" / s.id)
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
+        run.get_scorer()  # before any tiling: a checkpoint that cannot score stops the run here
         info: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import binomtest, rankdata
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact two-sided interval of a binomial proportion k/n (n >= 1)."""
+    from scipy.stats import binomtest  # scipy.stats costs ~0.7 s to import: only when used
+
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     return float(ci.low), float(ci.high)
 
 
 def auc_mann_whitney(pos: NDArray[np.float64], neg: NDArray[np.float64]) -> NDArray[np.float64]:
     """AUC along the last axis: P(pos > neg) + P(tie) / 2, from midranks (ties handled)."""
+    from scipy.stats import rankdata
+
     m, n = pos.shape[-1], neg.shape[-1]
     ranks = rankdata(np.concatenate([pos, neg], axis=-1), axis=-1)
     return np.asarray((ranks[..., :m].sum(axis=-1) - m * (m + 1) / 2.0) / (m * n))

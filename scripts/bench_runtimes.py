@@ -38,10 +38,10 @@ import torch
 
 from cytoscreen.fsutil import write_text_atomic
 from cytoscreen.scoring import openvino_engine
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.checkpoint import CARD_NAME, load_checkpoint, read_card
 from cytoscreen.scoring.engines import FP32_KEY, auc_key, card_verdict
 from cytoscreen.scoring.infer import Scorer
-from cytoscreen.scoring.model import ModelCard
 from cytoscreen.scoring.openvino_import import decline_telemetry, import_openvino
 from cytoscreen.scoring.portable import ProbabilityModel, example_pixels
 from cytoscreen.scoring.runtime import Normaliser

@@ -21,7 +21,8 @@ from cytoscreen import errors
 from cytoscreen.errors import CytoscreenError
 
 ProgressFn = Callable[[int, int], None]
-_PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache"]
+# imported once by the fork server, so that each slide's child starts with them loaded
+_PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache", "cytoscreen.outputs.images"]
 _POLL_S = 0.1
 _UNEXPECTED_HINT = (
     "the file may be damaged, or this is a bug: check the file, rerun this slide alone and "
@@ -42,6 +43,16 @@ def _context() -> Any:
         ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return mp.get_context("spawn")
+
+
+def warm_up() -> None:
+    """Start the fork server now, without waiting: it imports the preloaded modules while the
+    caller goes on (loading the model), instead of when the first slide needs a child."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], q: Any) -> None:

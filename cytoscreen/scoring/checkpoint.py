@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cytoscreen.errors import BadCheckpoint
-from cytoscreen.scoring.model import ModelCard, create_model
+from cytoscreen.fsutil import file_sha256
+from cytoscreen.scoring.card import (
+    CARD_NAME,
+    WEIGHTS_NAME,
+    ModelCard,
+    checked_weights,
+    read_card,
+)
+from cytoscreen.scoring.model import create_model
 
-WEIGHTS_NAME = "weights.safetensors"
-CARD_NAME = "card.json"
+__all__ = [
+    "CARD_NAME",
+    "WEIGHTS_NAME",
+    "StateDiff",
+    "diff_state",
+    "load_checkpoint",
+    "load_state_checked",
+    "read_card",
+    "save_checkpoint",
+]
 
 
 @dataclass
@@ -69,14 +83,6 @@ def load_state_checked(
     model.load_state_dict(dict(state), strict=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(model: torch.nn.Module, card: ModelCard, out_dir: str | Path) -> ModelCard:
     """Write weights (safetensors) then the card (with the weights' sha256). Returns the card."""
     out = Path(out_dir)
@@ -84,19 +90,9 @@ def save_checkpoint(model: torch.nn.Module, card: ModelCard, out_dir: str | Path
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     weights = out / WEIGHTS_NAME
     save_file(state, str(weights), metadata={"arch": card.arch})
-    card = card.model_copy(update={"weights_sha256": _sha256(weights)})
+    card = card.model_copy(update={"weights_sha256": file_sha256(weights)})
     (out / CARD_NAME).write_text(card.model_dump_json(indent=2), encoding="utf-8")
     return card
-
-
-def read_card(model_dir: str | Path) -> ModelCard:
-    path = Path(model_dir) / CARD_NAME
-    try:
-        return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadCheckpoint(f"no {CARD_NAME} in the model directory", slide=model_dir) from None
-    except ValidationError as exc:
-        raise BadCheckpoint(f"{CARD_NAME} is not a valid model card: {exc}", slide=path) from None
 
 
 def load_checkpoint(
@@ -118,11 +114,7 @@ def load_checkpoint(
         wanted.append(f"architecture is {card.arch}, expected {arch}")
     if num_classes is not None and num_classes != card.num_classes:
         wanted.append(f"{card.num_classes} classes {card.classes}, expected {num_classes}")
-    weights = model_dir / WEIGHTS_NAME
-    if not weights.is_file():
-        raise BadCheckpoint(f"no {WEIGHTS_NAME} in the model directory", slide=model_dir)
-    if verify_hash and card.weights_sha256 and _sha256(weights) != card.weights_sha256:
-        raise BadCheckpoint("weights file does not match the sha256 in its card", slide=weights)
+    weights = checked_weights(model_dir, card, verify_hash=verify_hash)
     model = create_model(arch or card.arch, num_classes or card.num_classes)
     try:
         state = load_file(str(weights), device="cpu")

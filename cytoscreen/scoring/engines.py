@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from cytoscreen.scoring.model import ModelCard, Precision
+from cytoscreen.scoring.card import ModelCard, Precision
 
 RuntimeName = Literal["auto", "torch", "openvino"]
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")

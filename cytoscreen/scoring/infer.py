@@ -20,25 +20,22 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 import zarr
 
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
 from cytoscreen.scoring import openvino_engine
-from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.scoring.card import ModelCard, Precision, checked_weights, read_card
+from cytoscreen.scoring.device import device_type
 from cytoscreen.scoring.engines import choose_runtime, openvino_precision
-from cytoscreen.scoring.model import ModelCard
-from cytoscreen.scoring.runtime import (
-    Normaliser,
-    autocast,
-    prepare_model,
-    resolve_device,
-    resolve_precision,
-)
+
+if TYPE_CHECKING:  # torch is imported only when a PyTorch model is actually needed
+    import torch
+
+    from cytoscreen.scoring.torch_engine import TorchEngine
 
 MARKER = "COMPLETE"
 MPP_TOLERANCE = 0.02
@@ -159,24 +156,6 @@ def _open_scores(
     return group
 
 
-def _predict(
-    model: torch.nn.Module,
-    norm: Normaliser,
-    pixels: npt.NDArray[np.uint8],
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-) -> npt.NDArray[np.float32]:
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(pixels), batch_size):
-            x = norm(pixels[start : start + batch_size])
-            with autocast(device, precision):  # type: ignore[arg-type]
-                logits = model(x)
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
-
-
 @dataclass
 class Scorer:
     """A model made ready once (runtime, device, precision, memory layout) and reused for many
@@ -185,48 +164,80 @@ class Scorer:
     ``Scorer.load(model_dir, ...)`` reads a checkpoint; ``Scorer(model, card, ...)`` wraps a
     pair already in memory. Pass it to ``score_cache`` in place of the model directory.
     ``runtime`` is ``torch`` (default), ``openvino`` or ``auto`` (see ``scoring.engines``);
-    ``runtime_used`` and ``runtime_note`` say what was chosen and why.
+    ``runtime_used`` and ``runtime_note`` say what was chosen and why. A checkpoint loaded from
+    disk whose OpenVINO graph is already cached is scored without importing torch at all.
     """
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     card: ModelCard
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
     runtime: str = "torch"
     runtime_cache: str | Path | None = None  # OpenVINO IR cache; None = the user cache folder
-    threads: int | None = None  # OpenVINO CPU threads; None = torch's thread count now
+    threads: int | None = None  # OpenVINO CPU threads; None = one per physical core
+    model_dir: Path | None = None  # with model None: where the weights are read if needed
 
     def __post_init__(self) -> None:
-        self.dev = resolve_device(self.device)
+        if self.model is None and self.model_dir is None:
+            raise ValueError("a Scorer needs a model or the directory of its checkpoint")
         choice = choose_runtime(
             self.runtime,
             self.card,
-            self.dev.type,
+            device_type(self.device),
             self.precision,
             openvino_installed=openvino_engine.installed(),
         )
         self.runtime_note = choice.note
-        self.engine: openvino_engine.OpenVinoEngine | None = None
+        ov: openvino_engine.OpenVinoEngine | None = None
         if choice.runtime == "openvino":
-            prec = openvino_precision(self.precision)
             try:
-                self.engine = openvino_engine.OpenVinoEngine.build(
-                    self.model, self.card, prec, threads=self.threads, cache_root=self.runtime_cache
-                )
+                ov = self._openvino(openvino_precision(self.precision))
             except Exception as exc:  # noqa: BLE001 - 'auto' falls back, explicit re-raises
                 if self.runtime == "openvino":
                     raise
                 self.runtime_note = f"auto: PyTorch, because OpenVINO failed to build: {exc}"
-        if self.engine is not None:
-            self.prec = self.engine.precision
+        self.engine: openvino_engine.OpenVinoEngine | TorchEngine
+        if ov is not None:
+            self.engine, self.prec, self.device_name = ov, ov.precision, "cpu"
             self.runtime_used = "openvino"
-            self.runtime_note += f"; OpenVINO {self.engine.version}, graph {self.engine.source}"
+            self.runtime_note += f"; OpenVINO {ov.version}, graph {ov.source}"
         else:
-            self.prec = resolve_precision(self.precision, self.dev, self.card.precision)
+            from cytoscreen.scoring.torch_engine import TorchEngine
+
+            engine = TorchEngine.build(
+                self.torch_model(), self.card, self.device, self.precision, self.channels_last
+            )
+            self.engine, self.prec, self.device_name = engine, engine.precision, str(engine.dev)
             self.runtime_used = "torch"
-        self.model = prepare_model(self.model, self.dev, self.channels_last)
-        self.norm = Normaliser(self.card.preprocessing, self.dev, self.channels_last)
+        self.device_type = self.device_name.split(":")[0]
+
+    def torch_model(self) -> torch.nn.Module:
+        """The PyTorch model, read from ``model_dir`` on first need."""
+        if self.model is None:
+            from cytoscreen.scoring.checkpoint import load_checkpoint
+
+            assert self.model_dir is not None
+            self.model, _ = load_checkpoint(self.model_dir)
+        return self.model
+
+    def _openvino(self, precision: Precision) -> openvino_engine.OpenVinoEngine:
+        if self.model is None:  # a checkpoint on disk: a cached graph needs no torch
+            engine = openvino_engine.OpenVinoEngine.from_cache(
+                self.card, precision, threads=self.threads, cache_root=self.runtime_cache
+            )
+            if engine is not None:
+                return engine
+        from cytoscreen.scoring.openvino_convert import build_engine
+
+        return build_engine(
+            self.torch_model(),
+            self.card,
+            precision,
+            key=openvino_engine.file_key(self.card) if self.model_dir is not None else None,
+            threads=self.threads,
+            cache_root=self.runtime_cache,
+        )
 
     @classmethod
     def load(
@@ -240,15 +251,28 @@ class Scorer:
         runtime_cache: str | Path | None = None,
         threads: int | None = None,
     ) -> Scorer:
-        model, card = load_checkpoint(model_dir)
-        return cls(model, card, device, precision, channels_last, runtime, runtime_cache, threads)
+        """The scorer of a checkpoint directory: the card is read and the weights file checked
+        against the card's sha256 here; the weights themselves are loaded only if needed."""
+        card = read_card(model_dir)
+        checked_weights(model_dir, card)
+        return cls(
+            None,
+            card,
+            device,
+            precision,
+            channels_last,
+            runtime,
+            runtime_cache,
+            threads,
+            model_dir=Path(model_dir),
+        )
 
     def describe(self) -> dict[str, str]:
         """Runtime, precision and device actually used, and why (for provenance records)."""
         return {
             "runtime": self.runtime_used,
             "precision": self.prec,
-            "device": str(self.dev),
+            "device": self.device_name,
             "runtime_note": self.runtime_note,
         }
 
@@ -256,9 +280,7 @@ class Scorer:
         self, pixels: npt.NDArray[np.uint8], batch_size: int = 64
     ) -> npt.NDArray[np.float32]:
         """Softmax per class for uint8 (N, H, W, 3) patches."""
-        if self.engine is not None:
-            return self.engine.predict(pixels, batch_size)
-        return _predict(self.model, self.norm, pixels, batch_size, self.dev, self.prec)
+        return self.engine.predict(pixels, batch_size)
 
 
 def score_cache(
@@ -280,14 +302,16 @@ def score_cache(
     call so far and those this call has to score.
     """
     store = Path(store_path)
-    if threads is not None:
-        torch.set_num_threads(threads)
     scorer = (
         model_dir
         if isinstance(model_dir, Scorer)
-        else Scorer.load(model_dir, device, precision, channels_last=channels_last)
+        else Scorer.load(model_dir, device, precision, channels_last=channels_last, threads=threads)
     )
-    card, dev, prec = scorer.card, scorer.dev, scorer.prec
+    if threads is not None and scorer.runtime_used == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    card, dev, prec = scorer.card, scorer.device_name, scorer.prec
     t0 = time.perf_counter()
     try:
         root = zarr.open_group(store, mode="r+")

@@ -1,14 +1,20 @@
-"""OpenVINO on the CPU behind the Scorer: the shipped PyTorch weights converted at load time.
+"""OpenVINO on the CPU behind the Scorer, from a cached graph: no PyTorch needed here.
 
-The conversion (``torch.export`` -> ``openvino.convert_model``, a few seconds) is cached as an
-OpenVINO IR pair (``model.xml`` + ``model.bin``, fp32 weights) under a user cache folder, keyed
-by the weights' digest, the preprocessing and the OpenVINO version, so a new model, new
-weights or a new OpenVINO never reuse a stale graph. A ``digest.json`` beside the pair is
-checked on every load; a damaged entry is rebuilt. Nothing is ever downloaded, and OpenVINO's
-usage telemetry (on by default) is declined before openvino is first imported.
+The shipped PyTorch weights are converted once (``cytoscreen.scoring.openvino_convert``, which
+needs torch) and cached as an OpenVINO IR pair (``model.xml`` + ``model.bin``, fp32 weights)
+under a user cache folder, together with ``reference.npy``: the PyTorch fp32 probabilities of
+the same weights on fixed check patches, computed at conversion. An entry is keyed by the
+weights' digest, the preprocessing and the OpenVINO version, so a new model, new weights or a
+new OpenVINO never reuse a stale graph; ``digest.json`` beside the files is checked on every
+load and a damaged entry is ignored (and rebuilt by the converter).
 
-Every engine is checked against the PyTorch fp32 model on a few fixed patches when it is
-built: an fp32 engine that disagrees by more than ``SELF_CHECK_ATOL`` is refused.
+Every engine is checked when it is built: an fp32 engine whose probabilities on the check
+patches differ from the PyTorch reference by more than ``SELF_CHECK_ATOL`` is refused, and any
+precision must give finite output. Loading from the cache with the reference stored, a run that
+scores through OpenVINO never imports torch (about 3-5 s of start-up on 2 cores).
+
+Nothing is ever downloaded, and OpenVINO's usage telemetry (on by default) is declined before
+openvino is first imported.
 """
 
 from __future__ import annotations
@@ -26,18 +32,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from cytoscreen.errors import BadCheckpoint
-from cytoscreen.scoring.model import ModelCard, Precision
+from cytoscreen.scoring.card import ModelCard, Precision
 from cytoscreen.scoring.openvino_import import import_openvino
 from cytoscreen.scoring.openvino_import import installed as installed  # re-exported
-from cytoscreen.scoring.portable import ProbabilityModel, example_pixels
 
 CACHE_ENV = "CYTOSCREEN_RUNTIME_CACHE"
-CACHE_FORMAT = 1  # bump when the exported graph changes meaning
+CACHE_FORMAT = 2  # 2: the PyTorch reference probabilities are stored with the graph
 SELF_CHECK_ATOL = 1e-3  # probabilities; fp32 OpenVINO agrees with PyTorch to ~1e-5
 HINTS: Mapping[str, str] = {"fp32": "f32", "bf16": "bf16"}
+FILES = ("model.xml", "model.bin", "reference.npy")
 
 
 def version() -> str:
@@ -52,86 +57,58 @@ def default_cache_root() -> Path:
     return Path(base) / "cytoscreen" / "openvino"
 
 
-def model_digest(model: torch.nn.Module, card: ModelCard) -> str:
-    """sha256 of the weights (names, shapes, dtypes, bytes) and the preprocessing."""
-    h = hashlib.sha256()
-    h.update(card.arch.encode())
-    h.update(card.preprocessing.model_dump_json().encode())
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def cache_key(model: torch.nn.Module, card: ModelCard) -> str:
-    """One folder name: architecture, weights digest, OpenVINO version, cache format."""
-    key = f"{card.arch}-{model_digest(model, card)[:16]}-ov{version()}-f{CACHE_FORMAT}"
+def cache_key(card: ModelCard, weights: str) -> str:
+    """One folder name: architecture, ``weights`` (a digest of the weights, prefixed by what
+    it digests: ``file`` or ``state``), the preprocessing, the OpenVINO version and the cache
+    format."""
+    prep = hashlib.sha256(card.preprocessing.model_dump_json().encode()).hexdigest()[:8]
+    key = f"{card.arch}-{weights}-p{prep}-ov{version()}-f{CACHE_FORMAT}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", key)  # the version holds '/' (release branch)
+
+
+def file_key(card: ModelCard) -> str | None:
+    """The cache key of a checkpoint read from disk, whose weights file matches the card's
+    sha256 (None when the card records no sha256: such weights are keyed by their content)."""
+    return cache_key(card, f"file{card.weights_sha256[:16]}") if card.weights_sha256 else None
 
 
 def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _convert(model: torch.nn.Module, card: ModelCard) -> Any:
-    ov = import_openvino()
-
-    wrapped = ProbabilityModel(model.float().eval(), card.preprocessing).eval()
-    exported = torch.export.export(
-        wrapped,
-        (example_pixels(card),),
-        dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}},
-    )
-    ov_model = ov.convert_model(exported)
-    _, h, w = card.preprocessing.input_size
-    ov_model.reshape({0: ov.PartialShape([-1, h, w, 3])})
-    return ov_model
-
-
-def _read_cached(entry: Path) -> Any | None:
-    """The cached IR, or None when absent or its files do not match digest.json."""
-    ov = import_openvino()
-
+def read_cached(entry: Path) -> tuple[Any, npt.NDArray[np.float32]] | None:
+    """(OpenVINO model, PyTorch reference probabilities) of a cache entry, or None when it is
+    absent or its files do not match digest.json."""
     try:
         digests = json.loads((entry / "digest.json").read_text(encoding="utf-8"))
-        for name in ("model.xml", "model.bin"):
+        for name in FILES:
             if _file_sha(entry / name) != digests[name]:
                 return None
+        reference = np.load(entry / "reference.npy", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ov.Core().read_model(str(entry / "model.xml"))
+    return import_openvino().Core().read_model(str(entry / "model.xml")), reference
 
 
-def _write_cached(ov_model: Any, root: Path, entry: Path) -> None:
-    """Write the IR into a temporary folder, then move it into place in one rename."""
+def write_cached(
+    ov_model: Any, reference: npt.NDArray[np.float32], root: Path, entry: Path
+) -> None:
+    """Write the IR and its reference into a temporary folder, then move it into place in one
+    rename. A cache that cannot be written is no error (the next run converts again)."""
     ov = import_openvino()
 
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
-        digests = {n: _file_sha(tmp / n) for n in ("model.xml", "model.bin")}
+        np.save(tmp / "reference.npy", np.asarray(reference, dtype=np.float32))
+        digests = {n: _file_sha(tmp / n) for n in FILES}
         (tmp / "digest.json").write_text(json.dumps(digests, indent=2), encoding="utf-8")
         if entry.exists():  # damaged entry, or another process got there first
             shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # a cache that cannot be written is no error
-
-
-def load_or_convert(
-    model: torch.nn.Module, card: ModelCard, cache_root: str | Path | None
-) -> tuple[Any, str]:
-    """The OpenVINO model and where it came from ('cache <path>' or 'converted')."""
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    entry = root / cache_key(model, card)
-    cached = _read_cached(entry)
-    if cached is not None:
-        return cached, f"cache {entry}"
-    ov_model = _convert(model, card)
-    _write_cached(ov_model, root, entry)
-    return ov_model, "converted"
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_pixels(card: ModelCard, n: int = 4) -> npt.NDArray[np.uint8]:
@@ -155,34 +132,57 @@ class OpenVinoEngine:
     version: str
 
     @classmethod
-    def build(
+    def compile(
         cls,
-        model: torch.nn.Module,
+        ov_model: Any,
+        card: ModelCard,
+        precision: Precision,
+        reference: npt.NDArray[np.float32],
+        *,
+        source: str,
+        threads: int | None = None,
+    ) -> OpenVinoEngine:
+        """Compile ``ov_model`` for the CPU and check it against ``reference`` (PyTorch fp32
+        probabilities on ``check_pixels(card)``). ``threads`` None: OpenVINO's default (one
+        per physical core)."""
+        ov = import_openvino()
+        if precision not in HINTS:
+            raise ValueError(f"OpenVINO runs fp32 or bf16 on the CPU, not {precision}")
+        config: dict[str, Any] = {
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(ov_model, "CPU", config)
+        used = int(compiled.get_property("INFERENCE_NUM_THREADS")) or (threads or 0)
+        engine = cls(compiled, card.num_classes, precision, used, source, version())
+        engine.self_check(card, reference)
+        return engine
+
+    @classmethod
+    def from_cache(
+        cls,
         card: ModelCard,
         precision: Precision,
         *,
         threads: int | None = None,
         cache_root: str | Path | None = None,
-    ) -> OpenVinoEngine:
-        ov = import_openvino()
-
-        if precision not in HINTS:
-            raise ValueError(f"OpenVINO runs fp32 or bf16 on the CPU, not {precision}")
-        ov_model, source = load_or_convert(model, card, cache_root)
-        n_threads = threads or torch.get_num_threads()
-        compiled = ov.Core().compile_model(
-            ov_model,
-            "CPU",
-            {
-                "INFERENCE_NUM_THREADS": n_threads,
-                "NUM_STREAMS": 1,
-                "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": HINTS[precision],
-            },
+    ) -> OpenVinoEngine | None:
+        """The engine of a checkpoint read from disk (weights checked against the card) from
+        its cached graph, without torch; None when there is no valid entry yet."""
+        key = file_key(card)
+        if key is None:
+            return None
+        entry = (Path(cache_root) if cache_root is not None else default_cache_root()) / key
+        cached = read_cached(entry)
+        if cached is None:
+            return None
+        ov_model, reference = cached
+        return cls.compile(
+            ov_model, card, precision, reference, source=f"cache {entry}", threads=threads
         )
-        engine = cls(compiled, card.num_classes, precision, n_threads, source, version())
-        engine.self_check(model, card)
-        return engine
 
     def predict(self, pixels: npt.NDArray[np.uint8], batch_size: int) -> npt.NDArray[np.float32]:
         request = self.compiled.create_infer_request()
@@ -193,8 +193,9 @@ class OpenVinoEngine:
             out.append(np.array(request.get_output_tensor(0).data, dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, self.n_classes), np.float32)
 
-    def self_check(self, model: torch.nn.Module, card: ModelCard) -> None:
-        """fp32 must agree with the PyTorch fp32 model; any precision must give finite output."""
+    def self_check(self, card: ModelCard, reference: npt.NDArray[np.float32]) -> None:
+        """fp32 must agree with the PyTorch fp32 reference; any precision must give finite
+        output."""
         pix = check_pixels(card)
         got = self.predict(pix, len(pix))
         if not np.isfinite(got).all():
@@ -205,10 +206,14 @@ class OpenVinoEngine:
             )
         if self.precision != "fp32":
             return
-        wrapped = ProbabilityModel(model, card.preprocessing).eval()
-        with torch.inference_mode():
-            want = wrapped(torch.from_numpy(pix)).float().numpy()
-        worst = float(np.abs(got - want).max())
+        if reference.shape != got.shape:
+            raise BadCheckpoint(
+                f"the OpenVINO self-check reference has shape {reference.shape}, the model "
+                f"gives {got.shape}",
+                slide=card.model_id,
+                hint=f"delete {default_cache_root()} and retry, or set scoring.runtime=torch",
+            )
+        worst = float(np.abs(got - reference).max())
         if worst > SELF_CHECK_ATOL:
             raise BadCheckpoint(
                 f"OpenVINO fp32 differs from PyTorch fp32 by {worst:.2g} on the self-check "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from cytoscreen.scoring.model import ModelCard, Preprocessing
+from cytoscreen.scoring.card import ModelCard, Preprocessing
 
 
 class ProbabilityModel(torch.nn.Module):

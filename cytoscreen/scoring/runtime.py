@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cytoscreen.scoring.model import Precision, Preprocessing
+from cytoscreen.scoring.card import Precision, Preprocessing
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]

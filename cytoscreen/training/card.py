@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from cytoscreen.scoring.model import Metric, ModelCard
+from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.training.config import TrainConfig
 
 ATTRIBUTION = (

@@ -49,6 +49,6 @@ def throughput(scorer: Scorer, n: int = 128, batch: int = 32, seed: int = 0) -> 
     t = time.perf_counter()
     for _ in range(reps):
         scorer.predict(pix, batch)
-    if scorer.dev.type == "cuda":
+    if scorer.device_type == "cuda":
         torch.cuda.synchronize()
     return reps * batch / (time.perf_counter() - t)

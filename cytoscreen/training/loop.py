@@ -13,8 +13,9 @@ import numpy.typing as npt
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cytoscreen.scoring.card import ModelCard, TrainingData
 from cytoscreen.scoring.checkpoint import load_checkpoint, save_checkpoint
-from cytoscreen.scoring.model import ModelCard, TrainingData, create_model, new_card
+from cytoscreen.scoring.model import create_model, new_card
 from cytoscreen.scoring.pretrained import LITE0_ARCHS, load_lite0_imagenet
 from cytoscreen.scoring.runtime import Normaliser, autocast, resolve_device
 from cytoscreen.training.augment import eval_pipeline, train_pipeline

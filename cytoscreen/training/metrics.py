@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
 
-from cytoscreen.scoring.model import Metric
+from cytoscreen.scoring.card import Metric
 from cytoscreen.stats import bootstrap_auc_interval, clopper_pearson
 
 

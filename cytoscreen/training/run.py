@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoscreen.errors import BadManifest, CytoscreenError
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.checkpoint import WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from cytoscreen.scoring.infer import Scorer
-from cytoscreen.scoring.model import ModelCard
 from cytoscreen.training.card import ATTRIBUTION, BF16_TOLERANCE, THRESHOLD, write_readme
 from cytoscreen.training.config import TrainConfig, load_train_config
 from cytoscreen.training.data import (

@@ -233,7 +233,6 @@ def test_the_model_is_loaded_once_per_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import cytoscreen.scoring.checkpoint as checkpoint
-    import cytoscreen.scoring.infer as infer
 
     loads: list[Path] = []
     real = checkpoint.load_checkpoint
@@ -243,7 +242,6 @@ def test_the_model_is_loaded_once_per_batch(
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", counting)
-    monkeypatch.setattr(infer, "load_checkpoint", counting)
     report = screen([slide_dir], tmp_path / "out", load_config(config_path), model_dir=model_dir)
     scored = [r for r in report.results if r.get("status") == "ok" and r["counts"]["n_patches"]]
     assert len(scored) >= 2  # several slides were scored ...

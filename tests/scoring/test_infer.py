@@ -8,9 +8,9 @@ import torch
 import zarr
 
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
-from cytoscreen.scoring import infer
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.infer import score_cache
+from cytoscreen.scoring.torch_engine import TorchEngine
 
 from .conftest import make_store
 
@@ -51,7 +51,7 @@ def test_resume_scores_only_missing_chunks(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store(tmp_path / "s.zarr", 24)
-    real = infer._predict
+    real = TorchEngine.predict
     calls = {"n": 0}
 
     def crash_on_second(*args: object, **kw: object) -> np.ndarray:
@@ -60,13 +60,13 @@ def test_resume_scores_only_missing_chunks(
             raise KeyboardInterrupt
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(infer, "_predict", crash_on_second)
+    monkeypatch.setattr(TorchEngine, "predict", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
     model_id = load_checkpoint(tiny_model_dir)[1].model_id
     assert _read(store, f"scores/{model_id}/chunk_done").tolist() == [True, False, False]
     assert not (store / "scores" / model_id / "COMPLETE").exists()
-    monkeypatch.setattr(infer, "_predict", real)
+    monkeypatch.setattr(TorchEngine, "predict", real)
     run = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
     assert run.chunks_run == 2 and run.n_scored == 16
     ref = _reference(tiny_model_dir, store)
@@ -120,7 +120,7 @@ def test_non_finite_output_raises(
         out[2, 0] = np.nan
         return out
 
-    monkeypatch.setattr(infer, "_predict", nan_predict)
+    monkeypatch.setattr(TorchEngine, "predict", nan_predict)
     with pytest.raises(BadCheckpoint, match="non-finite"):
         score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
 

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cytoscreen.errors import BadCheckpoint
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.checkpoint import (
     CARD_NAME,
     WEIGHTS_NAME,
@@ -16,7 +17,7 @@ from cytoscreen.scoring.checkpoint import (
     load_state_checked,
     save_checkpoint,
 )
-from cytoscreen.scoring.model import ModelCard, create_model, new_card, preprocessing_of
+from cytoscreen.scoring.model import create_model, new_card, preprocessing_of
 
 from .conftest import TINY_ARCH
 

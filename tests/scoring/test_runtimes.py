@@ -4,6 +4,7 @@ PyTorch fallback still hold."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,11 +18,11 @@ import zarr
 
 from cytoscreen.config import load_config
 from cytoscreen.errors import BadCheckpoint, ConfigError
-from cytoscreen.scoring import openvino_engine
+from cytoscreen.scoring import openvino_convert, openvino_engine
+from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.engines import MAX_AUC_CHANGE, auc_key, choose_runtime
 from cytoscreen.scoring.infer import Scorer, score_cache
-from cytoscreen.scoring.model import Metric, ModelCard
 
 from .conftest import make_store
 
@@ -101,7 +102,7 @@ def test_auto_falls_back_when_the_engine_fails_to_build(
         raise RuntimeError("conversion failed")
 
     monkeypatch.setattr(openvino_engine, "installed", lambda: True)
-    monkeypatch.setattr(openvino_engine.OpenVinoEngine, "build", broken)
+    monkeypatch.setattr(openvino_convert, "build_engine", broken)
     model, card = load_checkpoint(tiny_model_dir)
     scorer = Scorer(model, proven(card), "cpu", "auto", runtime="auto")
     assert scorer.runtime_used == "torch" and "conversion failed" in scorer.runtime_note
@@ -146,12 +147,56 @@ def test_conversion_is_cached_checked_and_rebuilt(tmp_path: Path, tiny_model_dir
     assert third.engine is not None and third.engine.source == "converted"
     pix = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     np.testing.assert_allclose(third.predict(pix), first.predict(pix), atol=1e-6)
-    # other weights, other entry: a cached graph never serves another model
+    # a checkpoint on disk is keyed by its weights file's digest (known without torch); a
+    # model in memory by its weights: other weights, other entry
     model, card = load_checkpoint(tiny_model_dir)
-    assert openvino_engine.cache_key(model, card) == entry.name
+    assert openvino_engine.file_key(card) == entry.name
+    before = openvino_convert.state_key(model, card)
     with torch.no_grad():
         next(model.parameters()).add_(0.5)
-    assert openvino_engine.cache_key(model, card) != entry.name
+    assert openvino_convert.state_key(model, card) != before
+
+
+@needs_openvino
+def test_a_cached_graph_scores_without_torch(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Once converted, a checkpoint scores through OpenVINO in a process that never imports
+    torch, and gives the same probabilities."""
+    cache = tmp_path / "ov-cache"
+    first = Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
+    pix = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "pix.npy", pix)
+    code = (
+        "import sys, numpy as np\n"
+        "from cytoscreen.scoring.infer import Scorer\n"
+        f"s = Scorer.load({str(tiny_model_dir)!r}, 'auto', 'fp32', runtime='openvino', "
+        f"runtime_cache={str(cache)!r})\n"
+        f"pix = np.load({str(tmp_path / 'pix.npy')!r})\n"
+        f"np.save({str(tmp_path / 'got.npy')!r}, s.predict(pix))\n"
+        "print(s.engine.source.split()[0], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert out == ["cache", "False"]
+    np.testing.assert_allclose(np.load(tmp_path / "got.npy"), first.predict(pix), atol=1e-6)
+
+
+@needs_openvino
+def test_the_stored_reference_is_what_a_cached_graph_is_checked_against(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A cache entry whose stored PyTorch reference disagrees with its graph (digests made to
+    match, as a stale or tampered entry would) is refused when loaded without torch."""
+    cache = tmp_path / "ov-cache"
+    Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    ref = np.load(entry / "reference.npy")
+    np.save(entry / "reference.npy", ref[:, ::-1].copy())  # classes swapped
+    digests = json.loads((entry / "digest.json").read_text())
+    digests["reference.npy"] = hashlib.sha256((entry / "reference.npy").read_bytes()).hexdigest()
+    (entry / "digest.json").write_text(json.dumps(digests))
+    with pytest.raises(BadCheckpoint, match="differs from PyTorch fp32"):
+        Scorer.load(tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
 
 
 @needs_openvino

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from cytoscreen.scoring import infer
+from cytoscreen.scoring import checkpoint
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.infer import Scorer, score_cache
 
@@ -25,13 +25,13 @@ def test_scorer_loads_once_and_matches_directory_scoring(
     expected = _prob(stores[0], ref.model_id)
 
     loads = {"n": 0}
-    real = infer.load_checkpoint
+    real = checkpoint.load_checkpoint
 
     def counting(path: str | Path) -> object:
         loads["n"] += 1
         return real(path)
 
-    monkeypatch.setattr(infer, "load_checkpoint", counting)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", counting)
     scorer = Scorer.load(tiny_model_dir, "cpu", "fp32")
     again = make_store(tmp_path / "again.zarr", 12, seed=0)  # same pixels as stores[0]
     runs = [score_cache(s, scorer, batch_size=5) for s in (*stores[1:], again)]

@@ -1,0 +1,128 @@
+"""The model card and the checkpoint's files, without torch (cheap to import).
+
+A checkpoint is a directory with ``weights.safetensors`` and ``card.json``. Everything that only
+reads the card or checks the weights' digest lives here, so that a run which never needs
+PyTorch (OpenVINO scoring from a cached graph) does not import it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import cytoscreen
+from cytoscreen.errors import BadCheckpoint
+from cytoscreen.fsutil import file_sha256
+
+Precision = Literal["fp32", "bf16", "fp16"]
+MemoryFormat = Literal["contiguous", "channels_last"]
+WEIGHTS_NAME = "weights.safetensors"
+CARD_NAME = "card.json"
+
+
+class Preprocessing(BaseModel):
+    """How pixels become a tensor: read from the model itself, not from constants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size: tuple[int, int, int]  # (channels, height, width)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+
+class Metric(BaseModel):
+    """A measured value with its 95% confidence interval and the count it rests on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    method: str = ""
+
+
+class TrainingData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(default_factory=list)  # manifests / record lists used
+    counts: dict[str, int] = Field(default_factory=dict)  # training examples per class
+    validation_counts: dict[str, int] = Field(default_factory=dict)
+    notes: str = ""
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout."""
+    version = cytoscreen.__version__
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+g{commit}" if commit else version
+
+
+class ModelCard(BaseModel):
+    """Everything needed to use (and judge) a checkpoint; written as JSON beside the weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str
+    classes: list[str]
+    positive_classes: list[str]  # the patch score is the summed probability of these classes
+    preprocessing: Preprocessing
+    mpp: float = 0.5  # um/px of the patches the model was trained on
+    training: TrainingData = Field(default_factory=TrainingData)
+    validation: dict[str, Metric] = Field(default_factory=dict)
+    validation_by_category: dict[str, dict[str, float | int]] = Field(default_factory=dict)
+    precision: Precision = "fp32"  # inference precision chosen for CPU
+    memory_format: MemoryFormat = "channels_last"
+    code_version: str = Field(default_factory=code_version)
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    weights_sha256: str = ""  # filled in by save_checkpoint
+    attribution: str = ""
+    notes: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def model_id(self) -> str:
+        """Stable name of this checkpoint: architecture plus the weights' hash prefix."""
+        return f"{self.arch}-{self.weights_sha256[:12]}" if self.weights_sha256 else self.arch
+
+    def positive_indices(self) -> list[int]:
+        return [self.classes.index(c) for c in self.positive_classes]
+
+
+def read_card(model_dir: str | Path) -> ModelCard:
+    path = Path(model_dir) / CARD_NAME
+    try:
+        return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadCheckpoint(f"no {CARD_NAME} in the model directory", slide=model_dir) from None
+    except ValidationError as exc:
+        raise BadCheckpoint(f"{CARD_NAME} is not a valid model card: {exc}", slide=path) from None
+
+
+def checked_weights(model_dir: str | Path, card: ModelCard, *, verify_hash: bool = True) -> Path:
+    """The weights file of ``model_dir``; raises BadCheckpoint when it is missing or its sha256
+    differs from the card's."""
+    weights = Path(model_dir) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise BadCheckpoint(f"no {WEIGHTS_NAME} in the model directory", slide=model_dir)
+    if verify_hash and card.weights_sha256 and file_sha256(weights) != card.weights_sha256:
+        raise BadCheckpoint("weights file does not match the sha256 in its card", slide=weights)
+    return weights
