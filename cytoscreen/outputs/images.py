@@ -130,7 +130,11 @@ def draw_fields(image: RGB, fields: Sequence[SuspiciousField], scale: float) -> 
 
 def png_bytes(image: RGB) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(buf, format="PNG")
+    # zlib level 1: as lossless as the default 6, 2.5x faster to write, files 16% larger
+    # (the 22 images of the 40k bench slide: 1.04 -> 0.41 s, 5.6 -> 6.5 MB)
+    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(
+        buf, format="PNG", compress_level=1
+    )
     return buf.getvalue()
 
 
