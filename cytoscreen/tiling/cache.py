@@ -175,6 +175,11 @@ def _codec(name: str, level: int) -> Any:
     return None
 
 
+# Chunk files named "c.<i>.0.0.0" beside the array's zarr.json (the default encoding with its
+# other permitted separator): zarr's "c/<i>/0/0/0" makes a chain of folders for every chunk.
+_CHUNK_KEYS: dict[str, Any] = {"name": "default", "separator": "."}
+
+
 def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any]) -> None:
     """Write the store's arrays, coordinates and (last) its attributes."""
     n, p = len(grid), grid.patch_px
@@ -188,13 +193,37 @@ def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any
         dtype="uint8",
         compressors=compressors,
         fill_value=255,
+        chunk_key_encoding=_CHUNK_KEYS,
     )
-    coords = group.create_array("coords", shape=(n, 2), dtype="int64", fill_value=0)
-    fg = group.create_array("foreground", shape=(n,), dtype="float32", fill_value=0.0)
-    group.create_array("valid", shape=(n,), chunks=(cp,), dtype="bool", fill_value=False)
-    group.create_array("nuclei", shape=(n,), chunks=(cp,), dtype="int32", fill_value=0)
+    coords = group.create_array(
+        "coords", shape=(n, 2), dtype="int64", fill_value=0, chunk_key_encoding=_CHUNK_KEYS
+    )
+    fg = group.create_array(
+        "foreground", shape=(n,), dtype="float32", fill_value=0.0, chunk_key_encoding=_CHUNK_KEYS
+    )
     group.create_array(
-        "chunk_done", shape=(math.ceil(n / cp),), chunks=(1,), dtype="uint8", fill_value=0
+        "valid",
+        shape=(n,),
+        chunks=(cp,),
+        dtype="bool",
+        fill_value=False,
+        chunk_key_encoding=_CHUNK_KEYS,
+    )
+    group.create_array(
+        "nuclei",
+        shape=(n,),
+        chunks=(cp,),
+        dtype="int32",
+        fill_value=0,
+        chunk_key_encoding=_CHUNK_KEYS,
+    )
+    group.create_array(
+        "chunk_done",
+        shape=(math.ceil(n / cp),),
+        chunks=(1,),
+        dtype="uint8",
+        fill_value=0,
+        chunk_key_encoding=_CHUNK_KEYS,
     )
     if n:
         coords[:] = grid.coords

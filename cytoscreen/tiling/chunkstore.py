@@ -101,25 +101,37 @@ class DirectChunks:
         """Encode and store chunk ``index``; raises ``WriteFailed`` naming the file."""
         target = self.key(index)
         encoded = self.encode(index, data)
-        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.partial")
+        tmp = f"{target}.{uuid.uuid4().hex}.partial"
         try:
             if encoded is None:
                 target.unlink(missing_ok=True)
                 return
             try:
-                fh = open(tmp, "wb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:  # the chunk's folder is made on its first write
+                fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+            except FileNotFoundError:  # "/" keys: the chunk's folder is made on its first write
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fh = open(tmp, "wb")  # noqa: SIM115
-            with fh:
-                fh.write(encoded)
+                fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+            try:
+                _write_all(fd, encoded)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except OSError as exc:
             with contextlib.suppress(OSError):  # nothing to remove, or the folder is gone
-                tmp.unlink()
+                os.unlink(tmp)
             raise WriteFailed(
                 f"cannot write a patch-cache chunk ({exc.strerror or exc})", slide=target
             ) from exc
+
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte of ``data`` is written (a regular file may take less)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @functools.lru_cache(maxsize=8)

@@ -58,20 +58,38 @@ def optical_density(rgb: RGBArray) -> npt.NDArray[np.float32]:
         raise ValueError(f"expected an (h, w, 3) RGB image, got shape {px.shape}")
     if px.size == 0:
         return np.zeros(px.shape[:2], np.float32)
-    channels = [np.ascontiguousarray(px[..., c], dtype=np.float32).reshape(-1) for c in range(3)]
-    bright = np.maximum(
-        [np.percentile(c, _BACKGROUND_PERCENTILE) for c in channels], _BACKGROUND_FLOOR
-    ).astype(np.float32)
-    if px.dtype == np.uint8:  # 256 values per channel: look the densities up
+    if px.dtype == np.uint8:  # 256 values per channel: percentiles and densities looked up
+        bright = np.maximum(
+            [_percentile_u8(px[..., c], _BACKGROUND_PERCENTILE) for c in range(3)],
+            _BACKGROUND_FLOOR,
+        ).astype(np.float32)
         levels = np.arange(256, dtype=np.float32)
         od = np.clip(-np.log10(np.maximum(levels, 1.0) / bright[:, None]), 0.0, None)
         out = od[0][px[..., 0]]
         np.maximum(out, od[1][px[..., 1]], out=out)
         np.maximum(out, od[2][px[..., 2]], out=out)
         return np.asarray(out, dtype=np.float32)
+    channels = [np.ascontiguousarray(px[..., c], dtype=np.float32).reshape(-1) for c in range(3)]
+    bright = np.maximum(
+        [np.percentile(c, _BACKGROUND_PERCENTILE) for c in channels], _BACKGROUND_FLOOR
+    ).astype(np.float32)
     values = np.asarray(px, dtype=np.float32)
     dens = -np.log10(np.maximum(values, 1.0) / bright)
     return np.asarray(np.clip(dens, 0.0, None).max(axis=2), dtype=np.float32)
+
+
+def _percentile_u8(channel: npt.NDArray[np.uint8], q: float) -> float:
+    """``np.percentile`` (linear method) of a uint8 image, from its histogram: the two order
+    statistics around rank ``(n - 1) * q / 100`` are found by counting, not by sorting."""
+    counts = np.bincount(np.asarray(channel).reshape(-1), minlength=256)
+    rank = (counts.sum() - 1) * (q / 100.0)
+    lo, hi = math.floor(rank), math.ceil(rank)
+    cum = np.cumsum(counts)
+    v_lo, v_hi = np.searchsorted(cum, [lo, hi], side="right")
+    if v_lo == v_hi:
+        return float(v_lo)
+    # between two values: let numpy interpolate exactly as it would (rare on real slides)
+    return float(np.percentile(np.asarray(channel, dtype=np.float32), q))
 
 
 def remove_specks(mask: BoolArray, max_pixels: float) -> BoolArray:

@@ -19,6 +19,7 @@ from cytoscreen.types import PatchGrid
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+SumTable = npt.NDArray[np.float64 | np.int32]  # summed-area table of a mask
 
 
 def patch_geometry(
@@ -57,15 +58,21 @@ def grid_indices(width: int, height: int, size: float, stride: float) -> tuple[I
     return ix, iy
 
 
-def _integral(mask: npt.NDArray[np.generic]) -> FloatArray:
-    """Summed-area table with a leading row/column of zeros: ``S[y, x] = sum(mask[:y, :x])``."""
-    m = np.asarray(mask, dtype=np.float64)
-    out = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.float64)
-    out[1:, 1:] = m.cumsum(0).cumsum(1)
+def _integral(mask: npt.NDArray[np.generic]) -> SumTable:
+    """Summed-area table with a leading row/column of zeros: ``S[y, x] = sum(mask[:y, :x])``.
+
+    A boolean mask is summed in int32 (exact, and half the memory traffic of float64; every
+    count is exactly representable when interpolated in float64); a fractional one in float64.
+    """
+    m = np.asarray(mask)
+    dtype = np.int32 if m.dtype == np.bool_ and m.size < 2**31 else np.float64
+    out = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=dtype)
+    np.cumsum(m, axis=0, dtype=dtype, out=out[1:, 1:])
+    np.cumsum(out[1:, 1:], axis=1, out=out[1:, 1:])
     return out
 
 
-def _integral_at(sat: FloatArray, x: FloatArray, y: FloatArray) -> FloatArray:
+def _integral_at(sat: SumTable, x: FloatArray, y: FloatArray) -> FloatArray:
     """Exact area integral of a piecewise-constant mask over ``[0, x) x [0, y)`` (mask units).
 
     The integral of a piecewise-constant image is bilinear inside each cell, so bilinear

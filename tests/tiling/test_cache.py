@@ -21,6 +21,7 @@ from cytoscreen.config import TILING_SECTIONS, Config, load_config
 from cytoscreen.errors import CacheMismatch
 from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.tiling import blocks
+from cytoscreen.tiling import cache as cache_module
 from cytoscreen.tiling.cache import open_cache, tile_slide, tile_slides
 
 Slide = tuple[Path, npt.NDArray[np.int64]]
@@ -55,6 +56,9 @@ def test_layout_attrs_and_complete_marker(cells_slide: Slide, small_cfg: Config,
     done = arr(out, "chunk_done")
     assert done.shape == (-(-n // 4),) and done.chunks == (1,)
     assert np.all(values(out, "chunk_done") == 1)
+    # chunk files sit beside each array's zarr.json ("c.<i>.0.0.0"): no folder per chunk
+    assert sorted(p.name for p in (out / "images").iterdir() if p.is_dir()) == []
+    assert (out / "images" / "c.0.0.0.0").is_file() and (out / "valid" / "c.0").is_file()
     assert cache.valid.all() and cache.coords.dtype == np.int64
     a = cache.attrs
     assert a["format"] == 2 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
@@ -107,7 +111,7 @@ def test_blank_slide_gives_empty_complete_store(blank_slide: Path, tmp_path: Pat
 def test_reuse_and_rebuild(cells_slide: Slide, small_cfg: Config, tmp_path: Path):
     path, _ = cells_slide
     out = tile_slide(path, small_cfg, tmp_path)
-    chunk_file = next((out / "images").rglob("c/*/*/*/*"))
+    chunk_file = out / "images" / "c.0.0.0.0"
     before = chunk_file.stat().st_mtime_ns
     time.sleep(0.01)
     # the cache section does not change pixels: same store, untouched
@@ -138,9 +142,19 @@ def test_refuses_to_overwrite_a_foreign_folder(cells_slide: Slide, tmp_path: Pat
     assert (foreign / "notes.txt").exists()
 
 
-def test_resume_writes_only_missing_chunks(cells_slide: Slide, small_cfg: Config, tmp_path: Path):
+@pytest.mark.parametrize("separator", [".", "/"])  # "/": a store written before "." keys
+def test_resume_writes_only_missing_chunks(
+    cells_slide: Slide,
+    small_cfg: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    separator: str,
+):
     path, _ = cells_slide
-    out = tile_slide(path, small_cfg, tmp_path)
+    with monkeypatch.context() as m:
+        m.setitem(cache_module._CHUNK_KEYS, "separator", separator)
+        out = tile_slide(path, small_cfg, tmp_path)
+    assert (out / "images" / "c").is_dir() is (separator == "/")
     clean = store_digest(out)
     done, images = arr(out, "chunk_done", "r+"), arr(out, "images", "r+")
     lost = [1, done.shape[0] - 1]

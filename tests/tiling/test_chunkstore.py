@@ -32,9 +32,15 @@ def files(root: Path) -> dict[str, str]:
 
 
 def make(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, fill: Any,
-         compressors: Any) -> zarr.Array:  # fmt: skip
+         compressors: Any, separator: str = "/") -> zarr.Array:  # fmt: skip
     return zarr.create_array(
-        path, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=compressors
+        path,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=fill,
+        compressors=compressors,
+        chunk_key_encoding={"name": "default", "separator": separator},
     )
 
 
@@ -49,6 +55,7 @@ def chunk_data(a: zarr.Array, index: int, rng: np.random.Generator) -> np.ndarra
     return rng.integers(1, 200, shape).astype(a.dtype)
 
 
+@pytest.mark.parametrize("separator", ["/", "."])  # "c/1/0/0/0" (zarr's default), "c.1.0.0.0"
 @pytest.mark.parametrize("codec", sorted(COMPRESSORS))
 @pytest.mark.parametrize(
     ("shape", "chunks", "dtype", "fill", "write_empty"),
@@ -67,9 +74,10 @@ def test_direct_writes_equal_zarr_writes_byte_for_byte(
     dtype: str,
     fill: Any,
     write_empty: bool,
+    separator: str,
 ) -> None:
-    by_zarr = make(tmp_path / "zarr", shape, chunks, dtype, fill, COMPRESSORS[codec])
-    direct = make(tmp_path / "direct", shape, chunks, dtype, fill, COMPRESSORS[codec])
+    by_zarr = make(tmp_path / "zarr", shape, chunks, dtype, fill, COMPRESSORS[codec], separator)
+    direct = make(tmp_path / "direct", shape, chunks, dtype, fill, COMPRESSORS[codec], separator)
     writer = chunk_writer(direct, tmp_path / "direct", write_empty=write_empty)
     assert isinstance(writer, DirectChunks)
     rng = np.random.default_rng(0)
@@ -82,6 +90,7 @@ def test_direct_writes_equal_zarr_writes_byte_for_byte(
         writer.write(index, data)
     assert files(tmp_path / "direct") == files(tmp_path / "zarr")
     assert len(files(tmp_path / "direct")) == n_chunks
+    assert all(("/" in name) == (separator == "/") for name in files(tmp_path / "direct"))
     assert np.array_equal(direct[:], by_zarr[:])
 
 

@@ -182,3 +182,18 @@ def test_optical_density_lookup_equals_the_formula() -> None:
         got = fgm.optical_density(img)
         assert got.dtype == np.float32 and np.array_equal(got, expected)
         assert np.array_equal(fgm.optical_density(img.astype(np.float32)), expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_histogram_percentile_equals_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 7, 1000, 4097):
+        for values in (
+            rng.integers(0, 256, n),  # order statistics usually differ: numpy interpolates
+            rng.integers(236, 240, n),  # glass: mostly equal neighbours
+            np.full(n, int(rng.integers(0, 256))),
+        ):
+            channel = values.astype(np.uint8)
+            for q in (0.0, 12.5, 50.0, 99.0, 100.0):
+                expected = float(np.percentile(channel.astype(np.float32), q))
+                assert fgm._percentile_u8(channel, q) == expected, (n, q)

@@ -205,3 +205,13 @@ def test_build_grid_keeps_patches_over_foreground(overlap: int, block: int) -> N
     assert inside.any(axis=1).all()
     assert np.all(np.diff(grid.block_ids) >= 0)
     assert grid.foreground.dtype == np.float32 and np.all(grid.foreground > 0)
+
+
+def test_boolean_and_fractional_masks_give_the_same_fractions() -> None:
+    # a boolean mask is summed in integers, a fractional one in float64: same numbers
+    rng = np.random.default_rng(3)
+    mask = rng.random((40, 50)) > 0.5
+    coords = rng.integers(-10, 400, size=(200, 2)).astype(np.int64)
+    as_bool = g.foreground_fraction(mask, 3.7, coords, 21.3)
+    as_float = g.foreground_fraction(mask.astype(np.float64), 3.7, coords, 21.3)
+    assert as_bool.any() and np.array_equal(as_bool, as_float)
