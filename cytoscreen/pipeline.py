@@ -330,6 +330,21 @@ class _Run:
         }
 
 
+def _build_scorer(run: _Run) -> None:
+    """Make the run's scorer, turning a setting this machine cannot honour (CUDA without a GPU,
+    OpenVINO not installed, fp16 on the CPU) into an error that names it."""
+    try:
+        run.get_scorer()
+    except CytoscreenError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(
+            f"cannot score with model {run.model.model_id}: {exc}",
+            slide=run.model.dir,
+            hint="check scoring.device, scoring.precision and scoring.runtime in the config",
+        ) from None
+
+
 def _decision_fields(decision: TriageDecision | None) -> dict[str, Any]:
     if decision is None:
         return {
@@ -624,7 +639,7 @@ def screen(
             private_dir(out / "slides" / s.id)
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
-        run.get_scorer()  # before any tiling: a checkpoint that cannot score stops the run here
+        _build_scorer(run)  # before any tiling: a model that cannot score stops the run here
         info: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cytoscreen.batch.lock import LOCK_NAME
 from cytoscreen.cli import app
 from cytoscreen.config import load_config
-from cytoscreen.errors import BadCalibration, BadCheckpoint
+from cytoscreen.errors import BadCalibration, BadCheckpoint, ConfigError
 from cytoscreen.pipeline import screen
 
 FILES = (
@@ -223,6 +223,25 @@ def test_missing_model_and_calibration_say_what_to_pass(
             model_dir=model_dir,
             calibration_path=tmp_path / "missing.json",
         )
+
+
+def test_a_scoring_setting_this_machine_cannot_honour_stops_the_run_before_tiling(
+    tmp_path: Path,
+    slide_dir: Path,
+    model_dir: Path,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cytoscreen.scoring import device
+
+    monkeypatch.setattr(device, "cuda_ruled_out", lambda: False)  # ask torch: it has no GPU
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    cfg = load_config(config_path, {"scoring.device": "cuda"})
+    with pytest.raises(ConfigError, match="cuda") as err:
+        screen([slide_dir], tmp_path / "out", cfg, model_dir=model_dir)
+    assert "scoring.device" in (err.value.hint or "")
+    assert not any((tmp_path / "out").rglob("*.zarr"))  # nothing was tiled
+    assert not list((tmp_path / "out" / "slides").glob("*/result.json"))
 
 
 def test_the_model_is_loaded_once_per_batch(
