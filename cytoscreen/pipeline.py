@@ -91,8 +91,14 @@ class ModelChoice:
         from cytoscreen.scoring.infer import Scorer
 
         sc = cfg.scoring
-        return Scorer.load(
-            self.dir, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
+        return Scorer(  # the card was read and the weights checked by resolve_model
+            None,
+            self.card,
+            sc.device,
+            sc.precision,
+            runtime=sc.runtime,
+            threads=sc.threads,
+            model_dir=self.dir,
         )
 
     @property
