@@ -26,6 +26,14 @@ class CalibrationRun:
     left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
 
 
+def _scoring_of(result: dict[str, Any]) -> tuple[str, str] | None:
+    """(runtime, precision) a slide's scores were made with, None when not recorded."""
+    how = result.get("scoring")
+    if not isinstance(how, dict) or not how.get("runtime") or not how.get("precision"):
+        return None
+    return str(how["runtime"]), str(how["precision"])
+
+
 def calibrate_from_results(
     manifest: str | Path,
     results_dir: str | Path,
@@ -81,6 +89,14 @@ def calibrate_from_results(
             slide=results_dir,
             hint="screen all calibration slides with one model and one aggregation rule",
         )
+    how = {_scoring_of(r) for r in chosen}
+    if len(how) > 1:
+        raise BadCalibration(
+            f"the screened slides were scored in different ways: {sorted(map(str, how))}",
+            slide=results_dir,
+            hint="screen all calibration slides with one scoring runtime and precision",
+        )
+    made = how.pop()
     rule = rules.pop() if rules else "unknown"
     if rule.startswith("learned"):
         raise BadCalibration(
@@ -98,6 +114,7 @@ def calibrate_from_results(
         f"screened into {Path(results_dir).resolve()}",
         target_sensitivity=target_sensitivity,
         confidence=confidence,
+        scoring=dict(zip(("runtime", "precision"), made, strict=True)) if made else None,
     )
     target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
     return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -119,6 +119,7 @@ class CalibrationChoice:
             "threshold": self.calibration.threshold,
             "rule": self.calibration.rule,
             "target_sensitivity": self.calibration.target_sensitivity,
+            "scoring": self.calibration.scoring,
         }
 
 
@@ -440,6 +441,10 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         extra_warnings.append(f"thumbnail/field images not written: {err}")
     timings["images"] = time.perf_counter() - t
 
+    if cal is not None:
+        mismatch = cal.scoring_differs(run.get_scorer().describe())
+        if mismatch:
+            extra_warnings.append(f"calibration: {mismatch}")
     result = _decision_fields(decision)
     if not domain_record["checked"]:
         extra_warnings.append(f"domain check {domain_record['note']}")

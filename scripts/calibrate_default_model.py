@@ -129,13 +129,15 @@ def main() -> None:
         f" (scripts/calibrate_default_model.py --negative {args.negative} --positive "
         f"{args.positive} --size {args.size} --seed {args.seed})"
     )
+    run_info = json.loads((results / "run.json").read_text())
+    scoring = {k: str(run_info["scoring"][k]) for k in ("runtime", "precision")}
     table = {}
     for name, settings in RULES.items():
         scores = [aggregate(s["prob"], settings) for s in slides]
         auc = auc_with_ci(labels, np.array(scores, dtype=float), seed=0)
         cal = calibrate(scores, labels.tolist(), model_id=card.model_id,
                         rule=rule_label(settings), data_source=source,
-                        target_sensitivity=args.target)  # fmt: skip
+                        target_sensitivity=args.target, scoring=scoring)  # fmt: skip
         sens, spec = cal.sensitivity, cal.specificity
         table[name] = (auc, cal, settings)
         spec_txt = "n/a" if spec is None else (

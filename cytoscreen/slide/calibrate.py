@@ -92,8 +92,12 @@ def calibrate(
     confidence: float = 0.95,
     learned: LearnedRule | None = None,
     now: datetime | None = None,
+    scoring: dict[str, str] | None = None,
 ) -> Calibration:
-    """Choose the threshold and build the calibration record (None scores: unscorable slides)."""
+    """Choose the threshold and build the calibration record (None scores: unscorable slides).
+
+    ``scoring``: the runtime and precision that made the scores, recorded so that ``screen``
+    can say when it scores differently."""
     threshold = choose_threshold(scores, labels, target_sensitivity)
     _, vals, ys, unscorable_pos = _check(scores, labels)
     s = np.array(vals)
@@ -150,4 +154,5 @@ def calibrate(
         package_version=cytoscreen.__version__,
         warnings=tuple(warnings),
         learned=learned,
+        scoring=scoring,
     )

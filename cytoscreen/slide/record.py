@@ -60,6 +60,27 @@ class Calibration(_Record):
     package_version: str
     warnings: tuple[str, ...] = ()
     learned: LearnedRule | None = None
+    # how the scores it was derived from were made ({"runtime": ..., "precision": ...}); None in
+    # files written before this was recorded
+    scoring: dict[str, str] | None = None
+
+    def scoring_differs(self, used: dict[str, str]) -> str | None:
+        """Why scores made as ``used`` (a Scorer.describe()) may not fit this threshold: the
+        runtime or precision differs from the calibration's; None when they match or the
+        calibration does not record them."""
+        if self.scoring is None:
+            return None
+        keys = ("runtime", "precision")
+        if all(self.scoring.get(k) == used.get(k) for k in keys):
+            return None
+        made = " ".join(str(self.scoring.get(k)) for k in keys)
+        now = " ".join(str(used.get(k)) for k in keys)
+        return (
+            f"the threshold was calibrated on {made} scores but this run scored with {now}: "
+            "scores can shift between runtimes and precisions, so the threshold may not hold "
+            "(recalibrate with `cytoscreen calibrate` on slides screened this way, or score as "
+            "the calibration did)"
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> Calibration:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from cytoscreen.cli import app
 from cytoscreen.config import load_config
-from cytoscreen.pipeline import resolve_calibration, resolve_model
+from cytoscreen.pipeline import resolve_calibration, resolve_model, screen
 from cytoscreen.slide import load_calibration
 from cytoscreen.synth import bundled_kit, make_slide_set
 
@@ -70,3 +70,18 @@ def test_calibrate_from_a_screened_manifest(
     cfg = load_config(config_path)
     choice = resolve_calibration(cfg, resolve_model(cfg, model_dir), target)
     assert choice.calibration.threshold == cal.threshold
+    # it records how its scores were made; a screen that scores otherwise says so per slide
+    assert cal.scoring == {"runtime": "torch", "precision": "fp32"}
+    bf16 = load_config(config_path, {"scoring.precision": "bf16"})
+    report = screen(
+        [manifest.parent / "slides"], tmp_path / "bf16", bf16, model_dir=model_dir,
+        calibration_path=target,
+    )  # fmt: skip
+    decided = [r for r in report.results if r.get("outcome") and r["counts"]["n_patches"]]
+    assert decided
+    for r in decided:
+        assert any("calibrated on torch fp32 scores" in w and "torch bf16" in w
+                   for w in r["warnings"]), r["warnings"]  # fmt: skip
+    same = screen([manifest.parent / "slides"], tmp_path / "fp32", cfg, model_dir=model_dir,
+                  calibration_path=target)  # fmt: skip
+    assert not any("calibrated on" in w for r in same.results for w in r.get("warnings", []))

@@ -180,3 +180,20 @@ def test_bad_files_name_the_file(tmp_path: Path, text: str, match: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BadCalibration, match="not found"):
         load_calibration(tmp_path / "nope.json")
+
+
+def test_the_record_says_how_its_scores_were_made(tmp_path: Path) -> None:
+    made = {"runtime": "openvino", "precision": "fp32"}
+    c = cal([0.2, 0.4, 0.6, 0.8], [0, 0, 1, 1], scoring=made)
+    path = save_calibration(c, tmp_path / "calibration.json")
+    assert load_calibration(path).scoring == made
+    assert c.scoring_differs({**made, "device": "cpu", "runtime_note": "x"}) is None
+    why = c.scoring_differs({"runtime": "torch", "precision": "bf16"})
+    assert why is not None and "openvino fp32" in why and "torch bf16" in why
+    assert "recalibrate" in why
+    # a file written before the field existed loads, and cannot say
+    data = json.loads(path.read_text())
+    del data["scoring"]
+    path.write_text(json.dumps(data))
+    old = load_calibration(path)
+    assert old.scoring is None and old.scoring_differs({"runtime": "torch"}) is None
