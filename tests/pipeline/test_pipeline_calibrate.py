@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from cytoscreen.calibration import calibrate_from_results
 from cytoscreen.cli import app
 from cytoscreen.config import load_config
+from cytoscreen.errors import BadCalibration
 from cytoscreen.pipeline import resolve_calibration, resolve_model, screen
 from cytoscreen.slide import load_calibration
 from cytoscreen.synth import bundled_kit, make_slide_set
@@ -85,3 +89,10 @@ def test_calibrate_from_a_screened_manifest(
     same = screen([manifest.parent / "slides"], tmp_path / "fp32", cfg, model_dir=model_dir,
                   calibration_path=target)  # fmt: skip
     assert not any("calibrated on" in w for r in same.results for w in r.get("warnings", []))
+    # slides scored in different ways make no calibration
+    first = sorted((out / "slides").glob("*/result.json"))[0]
+    record = json.loads(first.read_text())
+    record["scoring"] = {**record["scoring"], "precision": "bf16"}
+    first.write_text(json.dumps(record))
+    with pytest.raises(BadCalibration, match="scored in different ways"):
+        calibrate_from_results(manifest, out, tmp_path / "mixed.json")
