@@ -323,6 +323,8 @@ def _run_screen(
     except CytoscreenError as err:
         raise _fail(err) from None
     console.print(summary_table(report.results, report.outcome_counts()))
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     console.print(f"results: {out / 'summary.csv'}", highlight=False)
     if report.n_failed:
         raise typer.Exit(code=1)

@@ -320,6 +320,7 @@ class _Run:
     observer: ScreenObserver
     domain: DomainChoice | None = None
     scorer: Scorer | None = None  # made on first use, then shared by every slide of the batch
+    warnings: list[str] = field(default_factory=list)  # about the whole run, shown once
 
     def get_scorer(self) -> Scorer:
         if self.scorer is None:
@@ -441,10 +442,8 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         extra_warnings.append(f"thumbnail/field images not written: {err}")
     timings["images"] = time.perf_counter() - t
 
-    if cal is not None:
-        mismatch = cal.scoring_differs(run.get_scorer().describe())
-        if mismatch:
-            extra_warnings.append(f"calibration: {mismatch}")
+    if decision is not None:
+        extra_warnings += run.warnings  # the run's own (each slide's record stands alone)
     result = _decision_fields(decision)
     if not domain_record["checked"]:
         extra_warnings.append(f"domain check {domain_record['note']}")
@@ -554,6 +553,7 @@ class ScreenReport:
     out_dir: Path
     results: list[dict[str, Any]]  # this run's slides, worst first
     skipped: list[str] = field(default_factory=list)  # ids finished by an earlier run
+    warnings: list[str] = field(default_factory=list)  # about the whole run (also in run.json)
 
     @property
     def n_failed(self) -> int:
@@ -651,6 +651,9 @@ def screen(
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
         _build_scorer(run)  # before any tiling: a model that cannot score stops the run here
+        mismatch = cal.calibration.scoring_differs(run.get_scorer().describe()) if cal else None
+        if mismatch:
+            run.warnings.append(f"calibration: {mismatch}")
         info: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,
@@ -664,6 +667,7 @@ def screen(
             "calibration": cal.record() if cal else None,
             "domain_reference": domain.record() if domain else None,
             "versions": _versions(),
+            "warnings": run.warnings,
         }
         write_resolved(cfg, out)
         write_json_atomic(out / "run.json", info)
@@ -682,4 +686,4 @@ def screen(
         write_json_atomic(out / "run.json", info)
         write_summaries(out, info)
     results.sort(key=sort_key)
-    return ScreenReport(out, results, skipped)
+    return ScreenReport(out, results, skipped, list(run.warnings))

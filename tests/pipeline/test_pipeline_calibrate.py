@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from cytoscreen.synth import bundled_kit, make_slide_set
 
 
 def test_calibrate_from_a_screened_manifest(
-    tmp_path: Path, model_dir: Path, config_path: Path
+    tmp_path: Path, model_dir: Path, config_path: Path, write_config: Callable[..., Path]
 ) -> None:
     manifest = make_slide_set(
         tmp_path / "set",
@@ -76,19 +77,29 @@ def test_calibrate_from_a_screened_manifest(
     assert choice.calibration.threshold == cal.threshold
     # it records how its scores were made; a screen that scores otherwise says so per slide
     assert cal.scoring == {"runtime": "torch", "precision": "fp32"}
-    bf16 = load_config(config_path, {"scoring.precision": "bf16"})
+    bf16_config = write_config(tmp_path / "bf16.yaml", scoring={"precision": "bf16"})
+    bf16 = load_config(bf16_config)
     report = screen(
         [manifest.parent / "slides"], tmp_path / "bf16", bf16, model_dir=model_dir,
         calibration_path=target,
     )  # fmt: skip
+    (warning,) = report.warnings  # said once for the run, recorded in run.json
+    assert "calibrated on torch fp32 scores" in warning and "torch bf16" in warning
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["warnings"] == [warning]
     decided = [r for r in report.results if r.get("outcome") and r["counts"]["n_patches"]]
     assert decided
     for r in decided:
         assert any("calibrated on torch fp32 scores" in w and "torch bf16" in w
                    for w in r["warnings"]), r["warnings"]  # fmt: skip
+    cli = runner.invoke(app, ["screen", str(manifest.parent / "slides"), "--out",
+                              str(tmp_path / "bf16-cli"), "--config", str(bf16_config),
+                              "--model", str(model_dir), "--calibration", str(target)])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert "warning:" in cli.output and "torch bf16" in cli.output
     same = screen([manifest.parent / "slides"], tmp_path / "fp32", cfg, model_dir=model_dir,
                   calibration_path=target)  # fmt: skip
     assert not any("calibrated on" in w for r in same.results for w in r.get("warnings", []))
+    assert same.warnings == []
     # slides scored in different ways make no calibration
     first = sorted((out / "slides").glob("*/result.json"))[0]
     record = json.loads(first.read_text())
