@@ -16,6 +16,7 @@ from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
 from cytoscreen.errors import BadCalibration
 from cytoscreen.manifest import read_manifest
 from cytoscreen.slide import Calibration, calibrate
+from cytoscreen.types import SCORING_KEYS, scoring_kind
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,6 @@ class CalibrationRun:
     path: Path
     used: tuple[str, ...]  # manifest slide_ids used
     left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
-
-
-def _scoring_of(result: dict[str, Any]) -> tuple[str, str] | None:
-    """(runtime, precision) a slide's scores were made with, None when not recorded."""
-    how = result.get("scoring")
-    if not isinstance(how, dict) or not how.get("runtime") or not how.get("precision"):
-        return None
-    return str(how["runtime"]), str(how["precision"])
 
 
 def calibrate_from_results(
@@ -89,7 +82,7 @@ def calibrate_from_results(
             slide=results_dir,
             hint="screen all calibration slides with one model and one aggregation rule",
         )
-    how = {_scoring_of(r) for r in chosen}
+    how = {scoring_kind(r.get("scoring")) for r in chosen}
     if len(how) > 1:
         raise BadCalibration(
             f"the screened slides were scored in different ways: {sorted(map(str, how))}",
@@ -114,7 +107,7 @@ def calibrate_from_results(
         f"screened into {Path(results_dir).resolve()}",
         target_sensitivity=target_sensitivity,
         confidence=confidence,
-        scoring=dict(zip(("runtime", "precision"), made, strict=True)) if made else None,
+        scoring=dict(zip(SCORING_KEYS, made, strict=True)) if made else None,
     )
     target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
     return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -62,7 +62,7 @@ from cytoscreen.slide.domain import (
     sample_indices,
 )
 from cytoscreen.tiling import PatchCache, open_cache, tile_slide
-from cytoscreen.types import TriageDecision
+from cytoscreen.types import TriageDecision, scoring_kind
 
 if TYPE_CHECKING:
     from cytoscreen.scoring.card import ModelCard
@@ -489,10 +489,8 @@ def _error_text(err: BaseException, slide: SlideInput) -> str:
 def _same_scoring(previous: dict[str, Any], now: dict[str, str]) -> bool:
     """Whether a finished result was scored with the runtime and precision this run uses (a
     result from before these were recorded is not reused)."""
-    before = previous.get("scoring")
-    return isinstance(before, dict) and all(
-        before.get(k) == now[k] for k in ("runtime", "precision")
-    )
+    before = scoring_kind(previous.get("scoring"))
+    return before is not None and before == scoring_kind(now)
 
 
 def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
@@ -667,6 +665,7 @@ def screen(
             "calibration": cal.record() if cal else None,
             "domain_reference": domain.record() if domain else None,
             "versions": _versions(),
+            "scoring": run.get_scorer().describe(),  # runtime, precision, device actually used
             "warnings": run.warnings,
         }
         write_resolved(cfg, out)
@@ -680,8 +679,6 @@ def screen(
                 skipped.append(s.id)
             obs.slide_finished(s, result, was_skipped)
         info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        # runtime, precision and device actually used (None when every slide was skipped)
-        info["scoring"] = run.scorer.describe() if run.scorer is not None else None
         info["n_failed"] = sum(r.get("status") != "ok" for r in results)
         write_json_atomic(out / "run.json", info)
         write_summaries(out, info)

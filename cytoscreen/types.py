@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,16 @@ import numpy.typing as npt
 BackendName = Literal["openslide", "tiffslide"]
 MPP_MIN = 0.05
 MPP_MAX = 20.0
+# what makes two sets of patch scores of one model the same kind (Scorer.describe() keys)
+SCORING_KEYS = ("runtime", "precision")
+
+
+def scoring_kind(how: Any) -> tuple[str, ...] | None:
+    """(runtime, precision) of a scoring record (``Scorer.describe()``, or as stored with scores,
+    results and calibrations); None when it does not record both."""
+    if not isinstance(how, Mapping) or not all(how.get(k) for k in SCORING_KEYS):
+        return None
+    return tuple(str(how[k]) for k in SCORING_KEYS)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from cytoscreen.slide import (
 from cytoscreen.synth import load_cell_kit, load_truth, make_slide_set
 from cytoscreen.training.metrics import auc_with_ci
 from cytoscreen.training.splits import load_cell_splits
+from cytoscreen.types import SCORING_KEYS
 
 RULES = {
     "max": AggregationSettings(rule="max"),
@@ -130,7 +131,7 @@ def main() -> None:
         f"{args.positive} --size {args.size} --seed {args.seed})"
     )
     run_info = json.loads((results / "run.json").read_text())
-    scoring = {k: str(run_info["scoring"][k]) for k in ("runtime", "precision")}
+    scoring = {k: str(run_info["scoring"][k]) for k in SCORING_KEYS}
     table = {}
     for name, settings in RULES.items():
         scores = [aggregate(s["prob"], settings) for s in slides]

@@ -31,6 +31,7 @@ from cytoscreen.scoring import openvino_engine
 from cytoscreen.scoring.card import ModelCard, Precision, checked_weights, read_card
 from cytoscreen.scoring.device import device_type
 from cytoscreen.scoring.engines import choose_runtime, openvino_precision
+from cytoscreen.types import scoring_kind
 
 if TYPE_CHECKING:  # torch is imported only when a PyTorch model is actually needed
     import torch
@@ -106,8 +107,7 @@ def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
 def _made_otherwise(group: object, how: dict[str, str]) -> bool:
     """Whether stored scores were made with another runtime or precision than ``how`` (or
     by a version that did not record them: their provenance is unknown)."""
-    attrs = dict(getattr(group, "attrs", {}).get("cytoscreen", {}))
-    return any(attrs.get(k) != how[k] for k in ("runtime", "precision"))
+    return scoring_kind(getattr(group, "attrs", {}).get("cytoscreen")) != scoring_kind(how)
 
 
 def _open_scores(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
+from cytoscreen.types import SCORING_KEYS, scoring_kind
 
 
 class _Record(BaseModel):
@@ -68,13 +69,10 @@ class Calibration(_Record):
         """Why scores made as ``used`` (a Scorer.describe()) may not fit this threshold: the
         runtime or precision differs from the calibration's; None when they match or the
         calibration does not record them."""
-        if self.scoring is None:
+        if self.scoring is None or scoring_kind(self.scoring) == scoring_kind(used):
             return None
-        keys = ("runtime", "precision")
-        if all(self.scoring.get(k) == used.get(k) for k in keys):
-            return None
-        made = " ".join(str(self.scoring.get(k)) for k in keys)
-        now = " ".join(str(used.get(k)) for k in keys)
+        made = " ".join(str(self.scoring.get(k)) for k in SCORING_KEYS)
+        now = " ".join(str(used.get(k)) for k in SCORING_KEYS)
         return (
             f"the threshold was calibrated on {made} scores but this run scored with {now}: "
             "scores can shift between runtimes and precisions, so the threshold may not hold "
