@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cytoscreen.errors import BadCheckpoint
+from cytoscreen.fsutil import file_sha256
 from cytoscreen.scoring.card import ModelCard, Precision
 from cytoscreen.scoring.openvino_import import import_openvino
 from cytoscreen.scoring.openvino_import import installed as installed  # re-exported
@@ -72,17 +73,13 @@ def file_key(card: ModelCard) -> str | None:
     return cache_key(card, f"file{card.weights_sha256[:16]}") if card.weights_sha256 else None
 
 
-def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_cached(entry: Path) -> tuple[Any, npt.NDArray[np.float32]] | None:
     """(OpenVINO model, PyTorch reference probabilities) of a cache entry, or None when it is
     absent or its files do not match digest.json."""
     try:
         digests = json.loads((entry / "digest.json").read_text(encoding="utf-8"))
         for name in FILES:
-            if _file_sha(entry / name) != digests[name]:
+            if file_sha256(entry / name) != digests[name]:
                 return None
         reference = np.load(entry / "reference.npy", allow_pickle=False)
     except (OSError, ValueError, KeyError, TypeError):
@@ -102,7 +99,7 @@ def write_cached(
     try:
         ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
         np.save(tmp / "reference.npy", np.asarray(reference, dtype=np.float32))
-        digests = {n: _file_sha(tmp / n) for n in FILES}
+        digests = {n: file_sha256(tmp / n) for n in FILES}
         (tmp / "digest.json").write_text(json.dumps(digests, indent=2), encoding="utf-8")
         if entry.exists():  # damaged entry, or another process got there first
             shutil.rmtree(entry, ignore_errors=True)
