@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -97,23 +98,20 @@ def heat_legend(width: int, threshold: float | None = None, height: int = LEGEND
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         x = pad + v * (bar_w - 1)
         draw.line([(x, bar_top + bar_h), (x, bar_top + bar_h + 3)], fill=(0, 0, 0))
-        label = f"{v:g}"
-        tw = draw.textlength(label, font=font)
-        draw.text(
-            (min(max(0.0, x - tw / 2), width - tw), bar_top + bar_h + 4),
-            label,
-            fill=(0, 0, 0),
-            font=font,
-        )
+        _centred_text(draw, f"{v:g}", x, bar_top + bar_h + 4, width, font)
     if threshold is not None and math.isfinite(threshold):
         x = pad + float(np.clip(threshold, 0.0, 1.0)) * (bar_w - 1)
         draw.line([(x, bar_top - 3), (x, bar_top + bar_h + 1)], fill=(0, 0, 0), width=2)
-        label = f"slide threshold {threshold:.3g}"
-        tw = draw.textlength(label, font=font)
-        draw.text(
-            (min(max(0.0, x - tw / 2), width - tw), height - 12), label, fill=(0, 0, 0), font=font
-        )
+        _centred_text(draw, f"slide threshold {threshold:.3g}", x, height - 12, width, font)
     return np.asarray(pil, dtype=np.uint8)
+
+
+def _centred_text(
+    draw: ImageDraw.ImageDraw, label: str, x: float, y: float, width: int, font: Any
+) -> None:
+    """``label`` in black centred on ``x``, kept inside an image ``width`` pixels wide."""
+    tw = draw.textlength(label, font=font)
+    draw.text((min(max(0.0, x - tw / 2), width - tw), y), label, fill=(0, 0, 0), font=font)
 
 
 def draw_fields(image: RGB, fields: Sequence[SuspiciousField], scale: float) -> RGB:
