@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import numpy as np
@@ -186,45 +186,31 @@ def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any
     cp = cfg.cache.chunk_patches
     compressors: Any = _codec(cfg.cache.compression, cfg.cache.compression_level)
     group = zarr.open_group(path, mode="w")
-    group.create_array(
-        "images",
-        shape=(n, p, p, 3),
-        chunks=(cp, p, p, 3),
-        dtype="uint8",
-        compressors=compressors,
-        fill_value=255,
-        chunk_key_encoding=_CHUNK_KEYS,
-    )
-    coords = group.create_array(
-        "coords", shape=(n, 2), dtype="int64", fill_value=0, chunk_key_encoding=_CHUNK_KEYS
-    )
-    fg = group.create_array(
-        "foreground", shape=(n,), dtype="float32", fill_value=0.0, chunk_key_encoding=_CHUNK_KEYS
-    )
-    group.create_array(
-        "valid",
-        shape=(n,),
-        chunks=(cp,),
-        dtype="bool",
-        fill_value=False,
-        chunk_key_encoding=_CHUNK_KEYS,
-    )
-    group.create_array(
-        "nuclei",
-        shape=(n,),
-        chunks=(cp,),
-        dtype="int32",
-        fill_value=0,
-        chunk_key_encoding=_CHUNK_KEYS,
-    )
-    group.create_array(
-        "chunk_done",
-        shape=(math.ceil(n / cp),),
-        chunks=(1,),
-        dtype="uint8",
-        fill_value=0,
-        chunk_key_encoding=_CHUNK_KEYS,
-    )
+
+    def array(
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        fill: Any,
+        chunks: tuple[int, ...] | Literal["auto"] = "auto",
+        codec: Any = "auto",
+    ) -> zarr.Array:
+        return group.create_array(
+            name,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            compressors=codec,
+            fill_value=fill,
+            chunk_key_encoding=_CHUNK_KEYS,
+        )
+
+    array("images", (n, p, p, 3), "uint8", 255, (cp, p, p, 3), compressors)
+    coords = array("coords", (n, 2), "int64", 0)
+    fg = array("foreground", (n,), "float32", 0.0)
+    array("valid", (n,), "bool", False, (cp,))
+    array("nuclei", (n,), "int32", 0, (cp,))
+    array("chunk_done", (math.ceil(n / cp),), "uint8", 0, (1,))
     if n:
         coords[:] = grid.coords
         fg[:] = grid.foreground
