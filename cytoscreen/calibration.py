@@ -12,11 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
 from cytoscreen.errors import BadCalibration
-from cytoscreen.manifest import read_manifest
+from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
+from cytoscreen.slide.applicability import fit_score_reference, score_stats
+from cytoscreen.strata import abnormal_stratum
 from cytoscreen.types import SCORING_KEYS, scoring_kind
+
+# manifest columns the calibration reports by (when the manifest has them; a generated set's
+# manifest does): categorical ones as they are, numeric ones in thirds of the set's range
+STRATA_COLUMNS: tuple[str, ...] = ("n_abnormal", "prep", "mpp", "stain", "focus_um", "quality")
+CATEGORICAL = ("prep", "mpp")
+DEFAULT_APPLICABILITY_LIMIT = 4.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,55 @@ class CalibrationRun:
     left_out: tuple[tuple[str, str], ...]  # (slide_id, why)
 
 
+def _abnormal_stratum(n: str) -> str:
+    return abnormal_stratum(int(float(n))) if n else "unknown"
+
+
+def strata_of(rows: list[ManifestRow]) -> dict[str, list[str]]:
+    """A stratum label per row for each of ``STRATA_COLUMNS`` the manifest fills in: the
+    number of abnormal cells (positives only; negatives '0'), categorical columns as written,
+    numeric ones as the set's thirds (low/mid/high with their ranges)."""
+    out: dict[str, list[str]] = {}
+    for col in STRATA_COLUMNS:
+        values = [r.extra.get(col, "") for r in rows]
+        if not any(values):
+            continue
+        if col == "n_abnormal":
+            out[col] = [
+                _abnormal_stratum(v) if r.positive else "0"
+                for v, r in zip(values, rows, strict=True)
+            ]
+        elif col in CATEGORICAL:
+            out[col] = [v or "unknown" for v in values]
+        else:
+            nums = np.array([float(v) if v else np.nan for v in values])
+            finite = nums[np.isfinite(nums)]
+            if finite.size < 3 or finite.min() == finite.max():
+                continue
+            a, b = np.quantile(finite, [1 / 3, 2 / 3])
+            names = (f"low (<{a:.3g})", f"mid ({a:.3g}-{b:.3g})", f"high (>{b:.3g})")
+            out[col] = [
+                "unknown" if not np.isfinite(x) else names[int(x > a) + int(x > b)] for x in nums
+            ]
+    return out
+
+
+def _patch_scores(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The slide's stored patch probabilities and which patches hold cells (from its cache)."""
+    import zarr
+
+    store, model = result.get("cache"), result.get("model_id")
+    if not isinstance(store, str) or not isinstance(model, str) or not Path(store).is_dir():
+        return None
+    try:
+        root = zarr.open_group(store, mode="r")
+        prob = np.asarray(root[f"scores/{model}/prob"][:], np.float64)  # type: ignore[index]
+        nuclei = np.asarray(root["nuclei"][:])  # type: ignore[index]
+    except (KeyError, OSError, ValueError):
+        return None
+    return prob, nuclei > 0
+
+
 def calibrate_from_results(
     manifest: str | Path,
     results_dir: str | Path,
@@ -34,12 +93,19 @@ def calibrate_from_results(
     *,
     target_sensitivity: float = 0.99,
     confidence: float = 0.95,
+    min_cells: int | None = 5000,
+    applicability_limit: float | None = DEFAULT_APPLICABILITY_LIMIT,
 ) -> CalibrationRun:
     """Choose the threshold from screened, labelled slides and write calibration.json.
 
     Manifest rows are matched to ``<results_dir>/slides/*/result.json`` by slide path (relative
     to the manifest's folder). Blank slides, slides not screened and failed slides are left out
-    (and listed); slides screened but not scorable count as unscorable.
+    (and listed); slides screened but not scorable count as unscorable. When the manifest has
+    the columns of a generated set, the threshold holds the target in every stratum of
+    ``STRATA_COLUMNS`` and the record keeps each stratum's figures; negatives with fewer than
+    ``min_cells`` cells (manifest ``n_cells``) are not counted for specificity (a scanty slide
+    is not assessable, not negative). ``applicability_limit``: the score reference is fitted
+    to the counted negatives' patch scores (read from their caches) and recorded.
     """
     manifest = Path(manifest)
     rows = read_manifest(manifest, check_files=False).rows
@@ -53,6 +119,7 @@ def calibrate_from_results(
     used: list[str] = []
     left_out: list[tuple[str, str]] = []
     chosen: list[dict[str, Any]] = []
+    used_rows: list[ManifestRow] = []
     for row in rows:
         sid = row.slide_id
         if row.label == "blank":
@@ -68,6 +135,7 @@ def calibrate_from_results(
             scores.append(r.get("score"))
             labels.append(1 if row.positive else 0)
             used.append(sid)
+            used_rows.append(row)
     if not used:
         raise BadCalibration(
             "no labelled slide of the manifest was screened into these results",
@@ -98,6 +166,26 @@ def calibrate_from_results(
             hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
         )
     digest = file_sha256(manifest)[:16]
+    counted = [
+        r.positive or min_cells is None or not r.extra.get("n_cells")
+        or float(r.extra["n_cells"]) >= min_cells
+        for r in used_rows
+    ]  # fmt: skip
+    reference = None
+    if applicability_limit is not None:
+        stats = []
+        for r, row, keep in zip(chosen, used_rows, counted, strict=True):
+            pair = _patch_scores(r) if keep and not row.positive else None
+            st = score_stats(*pair) if pair is not None else None
+            if st is not None:
+                stats.append(st)
+        if len(stats) >= 5:
+            reference = fit_score_reference(
+                stats,
+                limit=applicability_limit,
+                source=f"patch scores of {len(stats)} counted negative slides of manifest "
+                f"{manifest.name} (sha256 {digest})",
+            )
     cal = calibrate(
         scores,
         labels,
@@ -108,6 +196,9 @@ def calibrate_from_results(
         target_sensitivity=target_sensitivity,
         confidence=confidence,
         scoring=dict(zip(SCORING_KEYS, made, strict=True)) if made else None,
+        strata=strata_of(used_rows) or None,
+        specificity_mask=counted,
+        applicability=reference,
     )
     target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
     return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cytoscreen.config import Config
-from cytoscreen.errors import CytoscreenError
+from cytoscreen.errors import ConfigError, CytoscreenError
 
 app = typer.Typer(
     add_completion=False,
@@ -379,26 +379,66 @@ def make_slides(
     negative: Annotated[int, typer.Option(help="Negative (NILM-only) slides.")] = 4,
     positive: Annotated[int, typer.Option(help="Positive slides (>= 1 abnormal cell).")] = 4,
     blank: Annotated[int, typer.Option(help="Blank slides (no cells: not assessable).")] = 1,
-    size: Annotated[int, typer.Option(help="Slide side in level-0 pixels (0.25 um/px).")] = 8192,
+    n_cells: Annotated[
+        int, typer.Option("--n-cells", help="Labelled cells per slide (5,000 = adequate LBP).")
+    ] = 6000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same slides).")] = 0,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Draw every slide from this split's fields: train, val or test."),
+    ] = None,
+    splits: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits", help="Split file by CRIC image (data_manifests/cric_splits.json)."
+        ),
+    ] = None,
     cells: Annotated[
         Path | None,
         typer.Option("--cells", help="CRIC folder with manifest.csv (default: ../shared or kit)."),
     ] = None,
 ) -> None:
-    """Generate a labelled set of synthetic slides (real CRIC cells) with a manifest CSV."""
+    """Generate a labelled set of synthetic slides (real CRIC fields) with a manifest CSV."""
     from cytoscreen.synth import load_cell_kit, make_slide_set
+    from cytoscreen.synth.cric import SPLITS, load_image_splits
 
     try:
+        if split is not None and split not in SPLITS:
+            raise ConfigError(
+                f"unknown split {split!r}", slide="--split", hint="use train, val or test"
+            )
         kit = load_cell_kit(cells)
+        parts = load_image_splits(splits) if splits is not None else (0.6, 0.2, 0.2)
         with err_console.status(f"writing {negative + positive + blank} slides into {out}"):
             manifest = make_slide_set(
-                out, negative, positive, size, seed=seed, kit=kit, n_blank=blank
-            )
+                out, negative, positive, n_cells=n_cells, seed=seed, kit=kit, n_blank=blank,
+                splits=parts, only=split,
+            )  # fmt: skip
     except (CytoscreenError, ValueError, OSError) as err:
         raise _fail(err) from None
     console.print(f"cells from: {kit.source}", highlight=False)
     console.print(f"wrote {manifest}", highlight=False)
+
+
+@app.command("make-splits")
+def make_splits(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Split file to write (JSON).")],
+    cells: Annotated[Path, typer.Option("--cells", help="CRIC folder with manifest.csv.")] = Path(
+        "../shared/data/cric"
+    ),
+    seed: Annotated[int, typer.Option(help="First seed tried (the one used is recorded).")] = 0,
+) -> None:
+    """Split the CRIC fields by image into train/val/test, every class in every split."""
+    from cytoscreen.synth.cric import read_cric, split_images
+
+    try:
+        crops = read_cric(cells / "manifest.csv")
+        splits = split_images(crops, seed=seed)
+        out.write_text(splits.to_json(crops), encoding="utf-8")
+    except (CytoscreenError, ValueError, OSError) as err:
+        raise _fail(err) from None
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.images.items())
+    console.print(f"wrote {out}: fields {sizes} (seed {splits.seed})", highlight=False)
 
 
 @app.command()

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from cytoscreen.errors import BadManifest
 
 REQUIRED_COLUMNS = ("slide_id", "path", "label")
+KNOWN_COLUMNS = (
+    *REQUIRED_COLUMNS,
+    "worst_bethesda",
+    "site",
+    "split",
+    "ground_truth",
+    "notes",
+)
 LABELS = ("negative", "positive", "blank")
 # Severity order; AGC (glandular) is kept apart from the squamous ladder but counts as abnormal.
 BETHESDA = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC", "AGC")
@@ -34,6 +43,8 @@ class ManifestRow:
     split: str
     ground_truth: Path | None  # resolved cell truth (<slide>.cells.json), when given
     notes: str
+    # every other column as written (e.g. prep, n_cells, n_abnormal, stain of a generated set)
+    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def positive(self) -> bool:
@@ -159,6 +170,7 @@ def read_manifest(
                     split=cell.get("split", ""),
                     ground_truth=truth,
                     notes=cell.get("notes", ""),
+                    extra={k: v for k, v in cell.items() if k not in KNOWN_COLUMNS},
                 )
             )
     if problems:

@@ -9,10 +9,10 @@ path ``Scorer(runtime="openvino")``. A row whose package is not installed, or wh
 fails, is printed with the reason instead of figures. ``--record`` writes the integrated
 path's AUC into the model card, which is what ``scoring.runtime: auto`` checks.
 
-Every row scores the same validation patches (the held-out ``val`` cells of
-data_manifests/cric_splits.json rendered by ``render_eval_set``) and its AUC is printed with
-the bootstrap 95% CI, on all patches and on cells only (``background`` patches left out).
-int8 calibration uses patches rendered from ``train`` cells only, never ``val``.
+Every row scores the same validation patches (the val fields of data_manifests/cric_splits.json:
+their cells and virtual-slide windows, ``training.run.validation_set``, as the card reports)
+and its AUC is printed with the bootstrap 95% CI, on all patches and on the cells alone.
+int8 calibration uses windows of virtual slides of the ``train`` fields only, never ``val``.
 
 Speed: rounds interleave the rows (each row times ``--reps`` batches per round) and the median
 round is reported, so load from other jobs on the machine falls on every row alike; read the
@@ -38,18 +38,18 @@ import torch
 
 from cytoscreen.fsutil import write_text_atomic
 from cytoscreen.scoring import openvino_engine
-from cytoscreen.scoring.card import ModelCard
+from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.scoring.checkpoint import CARD_NAME, load_checkpoint, read_card
 from cytoscreen.scoring.engines import FP32_KEY, auc_key, card_verdict
 from cytoscreen.scoring.infer import Scorer
 from cytoscreen.scoring.openvino_import import decline_telemetry, import_openvino
 from cytoscreen.scoring.portable import ProbabilityModel, example_pixels
 from cytoscreen.scoring.runtime import Normaliser
+from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.config import load_train_config
-from cytoscreen.training.data import BACKGROUND, read_cric_manifest
-from cytoscreen.training.evaluate import render_eval_set
-from cytoscreen.training.metrics import auc_with_ci, cells_only_auc
-from cytoscreen.training.splits import apply_splits, load_cell_splits
+from cytoscreen.training.evaluate import CELLS, slide_windows
+from cytoscreen.training.metrics import auc_with_ci
+from cytoscreen.training.run import DEFAULT_SPLITS_PATH, split_kits, validation_set
 
 REPO = Path(__file__).resolve().parents[1]
 Pixels = npt.NDArray[np.uint8]
@@ -70,18 +70,23 @@ class Row:
 class Data:
     val: Pixels
     labels: npt.NDArray[np.int64]
-    categories: list[str]
+    cells: npt.NDArray[np.bool_]  # the cells part of the validation set
     calib: Pixels
 
 
 def load_data(manifest: Path, n_calib: int, seed: int) -> Data:
     cfg = load_train_config(REPO / "configs/train/default.yaml")
-    cells = apply_splits(read_cric_manifest(manifest), load_cell_splits(), source=manifest)
-    val, labels = render_eval_set(cells["val"], cfg)
-    train = cells["train"]
-    pick = np.random.default_rng(seed).choice(len(train), min(n_calib, len(train)), replace=False)
-    calib, _ = render_eval_set([train[i] for i in sorted(pick)], cfg)
-    return Data(val, labels, [c.category for c in cells["val"]], calib)
+    kits, _ = split_kits(manifest, DEFAULT_SPLITS_PATH)
+    val = validation_set(cfg, kits["val"])
+    train = VirtualSlides(
+        kits["train"], n_negative=4, n_positive=4, mpp=cfg.mpp, patch_px=cfg.patch_px, seed=seed
+    )
+    calib, _ = slide_windows(train, n_calib, seed)
+    return Data(val.images, val.labels, val.part(CELLS), calib)
+
+
+def cells_only_auc(data: Data, scores: npt.NDArray[np.float32]) -> Metric:
+    return auc_with_ci(data.labels[data.cells], scores[data.cells], seed=0)
 
 
 # --- PyTorch ----------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ def report(rows: list[Row], data: Data, batches: list[int]) -> None:
                 f" {v:.1f} | {v / statistics.median(base.rates[b]):.2f}x |"
                 f" {v / statistics.median(fast.rates[b]):.2f}x |"
             )
-        cells = cells_only_auc(data.labels, data.categories, r.scores, BACKGROUND, seed=0)
+        cells = cells_only_auc(data, r.scores)
         d_auc = auc_with_ci(data.labels, r.scores, n_boot=0).value - base_auc
         line += (
             f" {fmt_auc(data.labels, r.scores)} | {d_auc:+.4f} |"
@@ -365,7 +370,7 @@ def record(model_dir: Path, rows: list[Row], data: Data) -> None:
     method = f"bootstrap; OpenVINO {openvino_engine.version()} fp32 through the Scorer"
     m = auc_with_ci(data.labels, ov.scores, seed=0).model_copy(update={"method": method})
     validation = {**card.validation, auc_key("openvino", "fp32"): m}
-    cells = cells_only_auc(data.labels, data.categories, ov.scores, BACKGROUND, seed=0)
+    cells = cells_only_auc(data, ov.scores)
     if cells is not None:
         validation["patch_auc_cells_openvino_fp32"] = cells.model_copy(update={"method": method})
     card = card.model_copy(update={"validation": validation})

@@ -1,14 +1,17 @@
-"""Compare candidate patch scorers with short training runs of equal time budget.
+"""Compare candidate patch scorers with short training runs of equal budget, chosen on val.
 
-    nice -n 10 .venv/bin/python scripts/compare_models.py --run lite0_imagenet --epochs 8
+    nice -n 10 .venv/bin/python scripts/compare_models.py --run lite0_imagenet_050 --epochs 4
     .venv/bin/python scripts/compare_models.py --table          # markdown table of the results
 
-Each run trains on the ``train`` cells of data_manifests/cric_splits.json, then measures on the
-``val`` cells: AUC (bootstrap 95% CI) with fp32 and with bf16 + channels_last inference, the
-cells-only AUC (abnormal cells against NILM cells, near-empty "background" crops left out: the
-discrimination screening actually needs), and inference patches/s for both.
-Results are merged into cytoscreen/models/comparison.json.
-Throughput on this shared 2-core CPU varies with the other jobs running: compare within a table.
+Each run trains on windows of virtual slides of the CRIC ``train`` fields (split by image,
+data_manifests/cric_splits.json) with the default training config, overriding architecture,
+start, learning rate and resolution, and the same number of epochs of the same size for every
+candidate (a time budget would favour whichever ran on a quieter machine). It then measures on
+the ``val`` fields: the cells-only AUC (each labelled cell in its own piece: abnormal against
+NILM), the AUC on windows of virtual val slides, both with bootstrap 95% CIs, for fp32 and
+bf16 + channels_last inference, and inference patches/s. A model at 0.25 um/px scores four
+times as many patches per slide as one at 0.5 um/px: the table gives patches/s and the
+relative cost per slide area. Results are merged into cytoscreen/models/comparison.json.
 """
 
 from __future__ import annotations
@@ -18,72 +21,70 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from cytoscreen.scoring.checkpoint import load_checkpoint
-from cytoscreen.scoring.infer import Scorer
 from cytoscreen.training.config import load_train_config
-from cytoscreen.training.data import BACKGROUND, read_cric_manifest
-from cytoscreen.training.evaluate import positive_scores, render_eval_set, throughput
-from cytoscreen.training.loop import train
-from cytoscreen.training.metrics import auc_with_ci
-from cytoscreen.training.splits import apply_splits, load_cell_splits
+from cytoscreen.training.run import DEFAULT_SPLITS_PATH, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "cytoscreen/models/comparison.json"
-# name -> (timm architecture, start, learning rate)
-CANDIDATES: dict[str, tuple[str, str, float]] = {
-    "lite0_imagenet": ("efficientnet_lite0", "imagenet", 5e-4),
-    "lite0_scratch": ("efficientnet_lite0", "none", 1e-3),
-    "mnv3_scratch": ("mobilenetv3_large_100", "none", 1e-3),
-    "resnet18_scratch": ("resnet18", "none", 1e-3),
+# name -> (timm architecture, start, learning rate, um/px)
+CANDIDATES: dict[str, tuple[str, str, float, float]] = {
+    "lite0_imagenet_050": ("efficientnet_lite0", "imagenet", 5e-4, 0.5),
+    "lite0_imagenet_025": ("efficientnet_lite0", "imagenet", 5e-4, 0.25),
+    "mnv3_scratch_050": ("mobilenetv3_large_100", "none", 1e-3, 0.5),
+    "mnv3_scratch_025": ("mobilenetv3_large_100", "none", 1e-3, 0.25),
+    "resnet18_scratch_050": ("resnet18", "none", 1e-3, 0.5),
+    "resnet18_scratch_025": ("resnet18", "none", 1e-3, 0.25),
 }
 
 
-def run(
-    name: str, minutes: float | None, epochs: int, manifest: Path, work: Path, threads: int
-) -> dict[str, object]:
-    arch, start, lr = CANDIDATES[name]
-    torch.set_num_threads(threads)
+def _m(metric: object) -> list[float]:
+    v = metric  # a scoring.card.Metric
+    return [round(v.value, 4), round(v.ci_low, 4), round(v.ci_high, 4)]  # type: ignore[attr-defined]
+
+
+def run(name: str, epochs: int, epoch_size: int, manifest: Path, work: Path) -> dict[str, object]:
+    arch, start, lr, mpp = CANDIDATES[name]
+    torch.set_num_threads(2)
     cfg = load_train_config(
         REPO / "configs/train/default.yaml",
         arch=arch,
         pretrained=start,
         lr=lr,
+        mpp=mpp,
         epochs=epochs,
-        max_minutes=minutes,
+        epoch_size=epoch_size,
+        max_minutes=None,
     )
-    cells = apply_splits(read_cric_manifest(manifest), load_cell_splits(), source=manifest)
     t0 = time.perf_counter()
-    res = train(cfg, cells["train"], cells["val"], work / name, device="cpu", quiet=True)
-    train_s = time.perf_counter() - t0
-    images, labels = render_eval_set(cells["val"], cfg)
-    out: dict[str, object] = {
+    outcome = train_model(
+        cfg, manifest, DEFAULT_SPLITS_PATH, work / name, device="cpu", progress=False, log=None
+    )
+    v = outcome.card.validation
+    f = outcome.figures
+    return {
         "arch": arch,
         "start": start,
         "lr": lr,
-        "budget_min": minutes,
-        "budget_epochs": epochs,
-        "train_s": round(train_s, 1),
-        "epochs": len(res.history),
-        "best_epoch": res.best_epoch,
-        "train_precision": res.precision,
-        "n_val": int(len(labels)),
-        "n_val_abnormal": int(labels.sum()),
+        "mpp": mpp,
+        "epochs": len(outcome.history),
+        "epoch_size": epoch_size,
+        "best_epoch": f["best_epoch"],
+        "train_s": round(time.perf_counter() - t0, 1),
+        "train_precision": f["train_precision"],
+        "params_m": round(outcome.size_mb / 4.0, 2),  # fp32 weights: 4 bytes a parameter
+        "auc_cells": _m(v["patch_auc_cells"]),
+        "auc_slides": _m(v["patch_auc_slides"]),
+        "auc_fp32": _m(v["patch_auc_fp32"]),
+        "auc_bf16_cl": _m(v["patch_auc_bf16_channels_last"]),
+        "precision": outcome.card.precision,
+        "n_val_cells": v["patch_auc_cells"].n,
+        "n_val_windows": v["patch_auc_slides"].n,
+        "pps_fp32": round(float(f["pps_fp32"]), 1),  # type: ignore[arg-type]
+        "pps_bf16_cl": round(float(f["pps_bf16"]), 1),  # type: ignore[arg-type]
+        "history": outcome.history,
     }
-    cells_only = np.array([e.category != BACKGROUND for e in cells["val"]])
-    model, card = load_checkpoint(work / name)
-    out["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    for key, prec, cl in (("fp32", "fp32", False), ("bf16_cl", "bf16", True)):
-        scorer = Scorer(load_checkpoint(work / name)[0], card, "cpu", prec, channels_last=cl)
-        scores = positive_scores(scorer, images)
-        m = auc_with_ci(labels, scores, seed=0)
-        out[f"auc_{key}"] = [round(m.value, 4), round(m.ci_low, 4), round(m.ci_high, 4)]
-        c = auc_with_ci(labels[cells_only], scores[cells_only], seed=0)
-        out[f"auc_cells_{key}"] = [round(c.value, 4), round(c.ci_low, 4), round(c.ci_high, 4)]
-        out[f"pps_{key}"] = round(throughput(scorer), 1)
-    return out
 
 
 def _ci(v: object) -> str:
@@ -94,19 +95,27 @@ def _ci(v: object) -> str:
 
 def table(results: dict[str, dict[str, object]]) -> str:
     head = (
-        "| candidate | arch | start | params (M) | epochs in budget | val AUC fp32 [95% CI] "
-        "| val AUC bf16+CL | cells-only AUC fp32 [95% CI] | patches/s fp32 "
-        "| patches/s bf16+CL |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| candidate | arch | start | um/px | epochs (best) | cells-only AUC [95% CI] "
+        "| slide-window AUC [95% CI] | AUC fp32 / bf16+CL (all val) | patches/s fp32 / bf16+CL "
+        "| cost per mm^2 (x lite0 0.5) |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
+    ref = results.get("lite0_imagenet_050")
     rows = []
     for name, r in results.items():
+        if "auc_cells" not in r:
+            continue  # an entry from before the corrected crops
         a, b = r["auc_fp32"], r["auc_bf16_cl"]
         assert isinstance(a, list) and isinstance(b, list)
+        per_mm2 = (0.5 / float(r["mpp"])) ** 2 / float(r["pps_bf16_cl"])  # type: ignore[arg-type]
+        cost = (
+            f"{per_mm2 / (1.0 / float(ref['pps_bf16_cl'])):.2f}"  # type: ignore[arg-type]
+            if ref
+            else "-"
+        )
         rows.append(
-            f"| {name} | {r['arch']} | {r['start']} | {r['params_m']} | {r['epochs']} "
-            f"| {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] | {b[0]:.3f} (diff {b[0] - a[0]:+.4f}) "
-            f"| {_ci(r.get('auc_cells_fp32'))} | {r['pps_fp32']} | {r['pps_bf16_cl']} |"
+            f"| {name} | {r['arch']} | {r['start']} | {r['mpp']} | {r['epochs']} "
+            f"({r['best_epoch']}) | {_ci(r['auc_cells'])} | {_ci(r['auc_slides'])} "
+            f"| {a[0]:.3f} / {b[0]:.3f} | {r['pps_fp32']} / {r['pps_bf16_cl']} | {cost} |"
         )
     return head + "\n".join(rows)
 
@@ -114,25 +123,20 @@ def table(results: dict[str, dict[str, object]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs="*", choices=sorted(CANDIDATES), default=[])
-    ap.add_argument("--minutes", type=float, default=None, help="time budget per run")
-    ap.add_argument(
-        "--epochs",
-        type=int,
-        default=8,
-        help="epoch budget per run: equal epochs compare fairly on a loaded machine",
-    )
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per run (equal for all)")
+    ap.add_argument("--epoch-size", type=int, default=1500, help="windows per epoch")
     ap.add_argument("--manifest", type=Path, default=REPO.parent / "shared/data/cric/manifest.csv")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cytoscreen_compare"))
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     for name in args.run:
-        r = run(name, args.minutes, args.epochs, args.manifest, args.work, args.threads)
+        r = run(name, args.epochs, args.epoch_size, args.manifest, args.work)
         results = json.loads(args.results.read_text()) if args.results.exists() else {}
+        results = {k: v for k, v in results.items() if "auc_cells" in v}  # void: old crops
         results[name] = r
         args.results.write_text(json.dumps(results, indent=1) + "\n")
-        print(name, json.dumps(r), flush=True)
+        print(name, json.dumps({k: v for k, v in r.items() if k != "history"}), flush=True)
     if args.table and args.results.exists():
         print(table(json.loads(args.results.read_text())))
 

@@ -3,9 +3,10 @@
     nice -n 10 .venv/bin/python scripts/make_domain_reference.py \
         --out cytoscreen/models/default/domain.json
 
-Generates ``--slides`` small slides with ``cytoscreen.synth`` from the cells the model was
+Generates ``--slides`` small slides with ``cytoscreen.synth`` from the fields the model was
 trained on (data_manifests/cric_splits.json, ``train``; the bundled kit when the full cell set
-is absent), alternating negative and positive and cycling through three cell densities, tiles
+is absent), alternating negative and positive, liquid-based and conventional, with the stain,
+colour, focus and density ranges of the calibration slides (``synth.patches.Conditions``), tiles
 them with the screen configuration, profiles a sample of each slide's cached patches
 (``cytoscreen.slide.domain``) and writes the per-statistic median and spread, with a record of
 the data it came from, to ``--out``. Prints each slide's profile and shift against the result.
@@ -26,32 +27,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import cytoscreen
 from cytoscreen.batch import find_slides
 from cytoscreen.config import Config, load_config
 from cytoscreen.fsutil import write_json_atomic
 from cytoscreen.pipeline import profile_cache
 from cytoscreen.slide.domain import FEATURE_NAMES, DomainProfile, compare, fit_reference
-from cytoscreen.synth import SlideSpec, generate_slide, load_cell_kit
+from cytoscreen.synth import generate_slide, load_cell_kit
+from cytoscreen.synth.cric import load_image_splits
 from cytoscreen.synth.kit import find_full_set
+from cytoscreen.synth.patches import Conditions, draw_spec
 from cytoscreen.tiling import open_cache, tile_slide
 
-# (share of the cell circle covered by cells, clustering): sparse clustered like the demo and
-# training slides, medium, and dense cells everywhere
-DENSITIES = ((0.06, 0.5), (0.12, 0.25), (0.25, 0.0))
+REPO = Path(__file__).resolve().parents[1]
+# the calibration slides' stain, colour, focus and blood, over a wider span of densities: a
+# dense conventional smear (overlapping cells, dark clusters) is in the domain too
+REFERENCE_CONDITIONS = Conditions(
+    density={"liquid": (300.0, 1500.0), "conventional": (1000.0, 3500.0)}
+)
 
 
 def _train_kit() -> tuple[Any, str]:
-    """The model's training cells, and a description of them that names no local path."""
+    """The model's training fields, and a description of them that names no local path."""
     kit = load_cell_kit()
     full = find_full_set() is not None
-    name = "CRIC Cervix cells (" + ("the full development set" if full else "the bundled kit")
+    name = "CRIC Cervix fields (" + ("the full development set" if full else "the bundled kit")
     try:
-        from cytoscreen.training.splits import load_cell_splits
-
-        ids = load_cell_splits().ids["train"]
-    except Exception as exc:  # noqa: BLE001 - fall back to every cell, and say so
-        return kit, f"{name}, all cells: no train split available: {exc})"
+        ids = load_image_splits(REPO / "data_manifests/cric_splits.json").images["train"]
+    except Exception as exc:  # noqa: BLE001 - fall back to every field, and say so
+        return kit, f"{name}, all fields: no train split available: {exc})"
     return kit.subset(ids, source=f"{kit.source} [train]"), (
         f"{name}, train split of data_manifests/cric_splits.json)"
     )
@@ -60,16 +66,14 @@ def _train_kit() -> tuple[Any, str]:
 def _generated(args: argparse.Namespace, work: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     kit, _ = _train_kit()
     (work / "slides").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
     for i in range(args.slides):
         label = "positive" if i % 2 else "negative"
-        bearing, clustering = DENSITIES[(i // 2) % len(DENSITIES)]
-        spec = SlideSpec(
-            size=args.size,
-            label=label,  # type: ignore[arg-type]
-            seed=args.seed * 10_007 + i,
-            cell_bearing=bearing,
-            clustering=clustering,
-        )
+        prep = ("liquid", "conventional")[(i // 2) % 2]
+        spec = draw_spec(
+            rng, label=label, n_cells=args.cells, n_abnormal=5, prep=prep,
+            seed=args.seed * 10_007 + i, conditions=REFERENCE_CONDITIONS,
+        )  # fmt: skip
         path = work / "slides" / f"domain_{args.seed:04d}_{i:03d}.tiff"
         if not path.is_file():
             generate_slide(path, spec, kit)
@@ -81,8 +85,10 @@ def _generated(args: argparse.Namespace, work: Path) -> Iterator[tuple[Path, dic
                 "seed": spec.seed,
                 "size": spec.size,
                 "mpp": spec.mpp,
-                "cell_bearing": bearing,
-                "clustering": clustering,
+                "prep": spec.prep,
+                "density": round(spec.density, 1),
+                "stain": round(spec.stain, 3),
+                "focus_um": round(spec.focus_um, 3),
             },
         )
 
@@ -114,7 +120,7 @@ def _source(args: argparse.Namespace, cfg: Config, slides: list[dict[str, Any]])
         "cells": kit_source,
         "n_cells": len(kit),
         "script": "scripts/make_domain_reference.py "
-        f"--slides {args.slides} --size {args.size} --seed {args.seed}",
+        f"--slides {args.slides} --cells {args.cells} --seed {args.seed}",
         **common,
     }
 
@@ -123,8 +129,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="domain.json to write")
     ap.add_argument("--config", type=Path, default=None, help="screen config (tiling)")
-    ap.add_argument("--slides", type=int, default=12, help="generated slides")
-    ap.add_argument("--size", type=int, default=4096, help="level-0 px at 0.25 um/px")
+    ap.add_argument("--slides", type=int, default=24, help="generated slides")
+    ap.add_argument("--cells", type=int, default=1500, help="labelled cells per slide")
     ap.add_argument("--seed", type=int, default=8300)
     ap.add_argument(
         "--from-slides",

@@ -28,12 +28,14 @@ from cytoscreen.demo import build_demo_slides
 from cytoscreen.pipeline import sample_patches
 from cytoscreen.slide.domain import DomainReference, compare, profile_patches
 from cytoscreen.synth import SlideSpec, bundled_kit, generate_slide, load_cell_kit
+from cytoscreen.synth.cric import load_image_splits
+from cytoscreen.synth.patches import draw_spec
 from cytoscreen.tiling import open_cache, tile_slide
 
 Patches = npt.NDArray[np.uint8]
 REPO = Path(__file__).resolve().parents[1]
 HE_SLIDE = REPO / "tests" / "data" / "CMU-1-Small-Region.svs"
-DENSITIES = ((0.06, 0.5), (0.12, 0.25), (0.25, 0.0))
+SPLITS_FILE = "data_manifests/cric_splits.json"
 
 
 def _stain_scaled(p: Patches, factor: float) -> Patches:
@@ -66,24 +68,20 @@ def _in_domain(work: Path, cfg: Config, n_test: int) -> Iterator[tuple[str, str,
     for path in build_demo_slides(work / "demo"):
         yield "demo", path.stem, sample_patches(open_cache(tile_slide(path, cfg, cache)))
     try:
-        from cytoscreen.training.splits import load_cell_splits
-
+        splits = load_image_splits(Path(__file__).resolve().parents[1] / SPLITS_FILE)
         kit = load_cell_kit()
-        kit = kit.subset(load_cell_splits().ids["test"], source=f"{kit.source} [test]")
+        kit = kit.subset(splits.images["test"], source=f"{kit.source} [test]")
     except Exception:  # noqa: BLE001 - no split file: the bundled kit still gives unseen slides
         kit = bundled_kit()
     (work / "test").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(9100)
     for i in range(n_test):
-        bearing, clustering = DENSITIES[i % 3]
         path = work / "test" / f"test_{i}.tiff"
+        spec = draw_spec(
+            rng, label="positive" if i % 2 else "negative", n_cells=1500, n_abnormal=5,
+            prep=("liquid", "conventional")[i % 2], seed=9100 + i,
+        )  # fmt: skip
         if not path.is_file():
-            spec = SlideSpec(
-                size=4096,
-                label="positive" if i % 2 else "negative",
-                seed=9100 + i,
-                cell_bearing=bearing,
-                clustering=clustering,
-            )
             generate_slide(path, spec, kit)
         yield "test-cells", path.stem, sample_patches(open_cache(tile_slide(path, cfg, cache)))
     tiny = _tiny_cfg(cfg)
@@ -96,8 +94,7 @@ def _in_domain(work: Path, cfg: Config, n_test: int) -> Iterator[tuple[str, str,
                 size=768,
                 label=label,  # type: ignore[arg-type]
                 seed=1 + i,
-                cell_bearing=0.4,
-                clustering=0.0,
+                density=3000.0,
                 n_abnormal=4 if label == "positive" else None,
             )
             generate_slide(path, spec, bundled_kit())

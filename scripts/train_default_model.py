@@ -1,16 +1,16 @@
-"""Train the bundled default patch scorer on the CRIC development cells.
+"""Train the bundled default patch scorer on windows of virtual slides of the CRIC train fields.
 
     nice -n 10 .venv/bin/python scripts/train_default_model.py          # full run (< 1 h, 2 cores)
     .venv/bin/python scripts/train_default_model.py --config configs/train/smoke.yaml \
-        --out /tmp/smoke_model                                         # ~2-minute smoke run
-    .venv/bin/python scripts/train_default_model.py --write-splits     # (re)write the split file
+        --out /tmp/smoke_model                                         # ~1-minute smoke run
 
-Cells come from the fixed split file (data_manifests/cric_splits.json, by cric_cell_id): the
-model trains on ``train``, the best epoch is chosen on ``val`` (by AUC) and the card reports
-``val``; ``test`` is never touched here. Near-empty crops are background (negative). Inference
-precision: bf16 + channels_last when its val AUC is within 0.005 of fp32, else fp32. Optional
-extra labelled patches (pathologist reviews): an .npz with images (N,H,W,3) uint8, labels (N,)
-int and groups (N,) str, added to training.
+Fields come from the fixed split file (data_manifests/cric_splits.json, by CRIC image; write a
+new one with ``cytoscreen make-splits``): the model trains on ``train``, the best epoch is chosen
+on ``val`` (cells-only AUC and virtual-slide windows) and the card reports ``val``; ``test`` is
+never touched here. Inference precision: bf16 + channels_last when its val AUC is within 0.005
+of fp32, else fp32. Optional extra labelled patches (pathologist reviews): an .npz with images
+(N,H,W,3) uint8, labels (N,) int and groups (N,) str, added to training (``mix: {review: x}``
+in the config sets their share).
 """
 
 from __future__ import annotations
@@ -22,22 +22,21 @@ import numpy as np
 
 from cytoscreen.errors import CytoscreenError
 from cytoscreen.scoring.checkpoint import CARD_NAME
-from cytoscreen.training.config import load_train_config
-from cytoscreen.training.data import LabelledPatch, read_cric_manifest
+from cytoscreen.training.data import LabelledPatch
 from cytoscreen.training.run import (
     DEFAULT_CONFIG,
     DEFAULT_MANIFEST,
+    DEFAULT_SPLITS_PATH,
     REPO,
     summary_lines,
     train_model,
 )
-from cytoscreen.training.splits import DEFAULT_SPLITS_PATH, make_cell_splits
 
 
 def _extra(path: Path) -> list[LabelledPatch]:
     data = np.load(path, allow_pickle=False)
     return [
-        LabelledPatch(img, int(lab), group=str(g), category=f"extra:{int(lab)}", source=str(path))
+        LabelledPatch(img, int(lab), group=str(g), category=f"extra:{int(lab)}", source="review")
         for img, lab, g in zip(data["images"], data["labels"], data["groups"], strict=True)
     ]
 
@@ -47,26 +46,19 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--splits", type=Path, default=DEFAULT_SPLITS_PATH)
-    ap.add_argument("--write-splits", action="store_true", help="write the split file and stop")
     ap.add_argument("--extra-npz", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=REPO / "cytoscreen/models/default")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
     try:
-        if args.write_splits:
-            cfg = load_train_config(args.config)
-            cric = read_cric_manifest(args.manifest)
-            args.splits.write_text(make_cell_splits(cric, seed=cfg.seed).to_json(cric))
-            print(f"wrote {args.splits}")
-            return
         outcome = train_model(
             args.config,
             args.manifest,
             args.splits,
             args.out,
             extra=_extra(args.extra_npz) if args.extra_npz else (),
-            hold_out_extra=False,  # the .npz patches are all training data, as before
+            hold_out_extra=False,  # the .npz patches are all training data
             extra_sources=[str(args.extra_npz)] if args.extra_npz else (),
             device=args.device,
         )

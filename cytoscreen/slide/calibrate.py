@@ -8,7 +8,7 @@ and a warning says plainly when the set is too small to show the target with con
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 import cytoscreen
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
-from cytoscreen.slide.record import Calibration, Proportion
+from cytoscreen.slide.record import Calibration, Proportion, ScoreReference, StratumFigures
 from cytoscreen.stats import clopper_pearson
 
 
@@ -81,6 +81,44 @@ def choose_threshold(
     return float(pos[m - 1])
 
 
+def stratum_thresholds(
+    scores: Sequence[float | None],
+    labels: Sequence[int | bool],
+    strata: Mapping[str, Sequence[str]],
+    target_sensitivity: float,
+) -> dict[tuple[str, str], float]:
+    """The threshold each stratum alone would get (strata without a scorable positive have
+    none): ``{(grouping, stratum): threshold}``."""
+    out: dict[tuple[str, str], float] = {}
+    for grouping, values in strata.items():
+        if len(values) != len(scores):
+            raise ValueError(
+                f"strata {grouping!r} has {len(values)} values for {len(scores)} slides"
+            )
+        for stratum in sorted(set(values)):
+            idx = [i for i, v in enumerate(values) if v == stratum]
+            pos = [i for i in idx if int(labels[i]) == 1 and scores[i] is not None]
+            if pos:
+                out[(grouping, stratum)] = choose_threshold(
+                    [scores[i] for i in idx], [labels[i] for i in idx], target_sensitivity
+                )
+    return out
+
+
+def _stratum_figures(
+    s: np.ndarray, y: np.ndarray, flagged: np.ndarray, confidence: float
+) -> StratumFigures:
+    pos, neg = y, ~y
+    return StratumFigures(
+        sensitivity=proportion(int((flagged & pos).sum()), int(pos.sum()), confidence)
+        if pos.any()
+        else None,
+        specificity=proportion(int((~flagged & neg).sum()), int(neg.sum()), confidence)
+        if neg.any()
+        else None,
+    )
+
+
 def calibrate(
     scores: Sequence[float | None],
     labels: Sequence[int | bool],
@@ -93,12 +131,34 @@ def calibrate(
     learned: LearnedRule | None = None,
     now: datetime | None = None,
     scoring: dict[str, str] | None = None,
+    strata: Mapping[str, Sequence[str]] | None = None,
+    specificity_mask: Sequence[bool] | None = None,
+    applicability: ScoreReference | None = None,
 ) -> Calibration:
     """Choose the threshold and build the calibration record (None scores: unscorable slides).
 
     ``scoring``: the runtime and precision that made the scores, recorded so that ``screen``
-    can say when it scores differently."""
+    can say when it scores differently. ``strata``: for each grouping (e.g. ``n_abnormal``,
+    ``prep``) a label per slide; the threshold is then the lowest of the pooled and every
+    stratum's own, so the target holds in each, and the record keeps each stratum's figures.
+    ``specificity_mask``: the negatives that count for specificity (e.g. only adequate,
+    full-size slides; positives are unaffected). ``applicability``: the score reference to
+    record."""
     threshold = choose_threshold(scores, labels, target_sensitivity)
+    if strata:
+        per = stratum_thresholds(scores, labels, strata, target_sensitivity)
+        threshold = min([threshold, *per.values()])
+    keep_neg = (
+        [True] * len(scores) if specificity_mask is None else [bool(m) for m in specificity_mask]
+    )
+    if len(keep_neg) != len(scores):
+        raise ValueError("specificity_mask needs one value per slide")
+    dropped = [i for i, m in enumerate(keep_neg) if not m and int(labels[i]) == 0]
+    if dropped:  # negatives that do not count: out of every figure
+        keep = [i for i in range(len(scores)) if i not in set(dropped)]
+        scores = [scores[i] for i in keep]
+        labels = [labels[i] for i in keep]
+        strata = {g: [v[i] for i in keep] for g, v in (strata or {}).items()}
     _, vals, ys, unscorable_pos = _check(scores, labels)
     s = np.array(vals)
     y = np.array(ys, dtype=bool)
@@ -128,6 +188,20 @@ def calibrate(
         )
     if spec is None:
         warnings.append("no scorable negative slide in the set: specificity is unknown")
+    by_stratum: dict[str, dict[str, StratumFigures]] = {}
+    if strata:
+        kept_idx, _, _, _ = _check(scores, labels)
+        for grouping, values in strata.items():
+            v = np.array([values[i] for i in kept_idx])
+            by_stratum[grouping] = {
+                st: _stratum_figures(s[v == st], y[v == st], flagged[v == st], confidence)
+                for st in sorted(set(v.tolist()))
+            }
+    if dropped:
+        warnings.append(
+            f"{len(dropped)} negative slide(s) not counted (not in the specificity set, e.g. "
+            "smaller than an adequate preparation)"
+        )
     if n_unscorable:
         warnings.append(
             f"{n_unscorable} slide(s) ({unscorable_pos} positive) could not be scored: they are "
@@ -155,4 +229,6 @@ def calibrate(
         warnings=tuple(warnings),
         learned=learned,
         scoring=scoring,
+        strata=by_stratum,
+        applicability=applicability,
     )

@@ -92,8 +92,8 @@ FEATURES: tuple[Feature, ...] = (
         stain=False,
     ),
     Feature(
-        "dense_od",
-        0.08,
+        "dense_log10_od",
+        0.035,
         "darkest stain too faint (washed-out or overexposed scan)",
         "darkest stain denser than Pap nuclei",
     ),
@@ -111,7 +111,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "green_share",
-        0.03,
+        0.012,
         "less green stain than the reference",
         "green stained pixels unlike Pap (colour channels swapped?)",
     ),
@@ -201,7 +201,9 @@ def _stain_values(
     k = max(1, int(round(DENSEST_SHARE * total.size)))
     share = od / total[:, None]
     values = {
-        "dense_od": float(np.sort(total)[-k:].mean() / 3.0),
+        # log10: stain strength multiplies optical density, so a washed-out scan is as far
+        # below the reference as a doubly stained one is above it
+        "dense_log10_od": float(np.log10(max(np.sort(total)[-k:].mean() / 3.0, 1e-3))),
         "chroma": float(np.median(np.linalg.norm(share - 1.0 / 3.0, axis=1))),
     }
     hue, sat = _hue_saturation(px)

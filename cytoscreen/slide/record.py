@@ -37,6 +37,35 @@ class Proportion(_Record):
         return self
 
 
+class StratumFigures(_Record):
+    """Sensitivity and specificity at the threshold within one stratum (None: no such slide)."""
+
+    sensitivity: Proportion | None = None
+    specificity: Proportion | None = None
+
+
+class ScoreReference(_Record):
+    """The calibration negatives' patch-score statistics (``slide.applicability``): median and
+    robust spread of each, their range, and the largest |z| still called applicable."""
+
+    centre: dict[str, float]
+    spread: dict[str, float]
+    minimum: dict[str, float]
+    maximum: dict[str, float]
+    n_slides: int = Field(ge=1)
+    limit: float = Field(gt=0.0)
+    source: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoreReference:
+        keys = set(self.centre)
+        if not keys or any(set(d) != keys for d in (self.spread, self.minimum, self.maximum)):
+            raise ValueError("the score reference's statistics do not match")
+        if any(v <= 0 for v in self.spread.values()):
+            raise ValueError("score reference spreads must be positive")
+        return self
+
+
 class Calibration(_Record):
     """A slide threshold with the evidence for it. Slides scoring >= threshold go to review."""
 
@@ -64,6 +93,13 @@ class Calibration(_Record):
     # how the scores it was derived from were made ({"runtime": ..., "precision": ...}); None in
     # files written before this was recorded
     scoring: dict[str, str] | None = None
+    # the figures within each stratum of each grouping the calibration set was drawn over
+    # (e.g. {"n_abnormal": {"1": ..., "2-3": ...}, "prep": {...}}); the threshold is chosen so
+    # the target holds in every stratum
+    strata: dict[str, dict[str, StratumFigures]] = Field(default_factory=dict)
+    # the calibration negatives' patch-score statistics: a slide unlike them is never called
+    # negative (None in files written before it was recorded: the check is skipped)
+    applicability: ScoreReference | None = None
 
     def scoring_differs(self, used: dict[str, str]) -> str | None:
         """Why scores made as ``used`` (a Scorer.describe()) may not fit this threshold: the

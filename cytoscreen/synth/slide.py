@@ -1,4 +1,4 @@
-"""``generate_slide``: a realistic liquid-based Pap slide from real cells, with ground truth.
+"""``generate_slide``: a liquid-based or conventional Pap slide from real fields, with ground truth.
 
 Writes ``<name>.tiff`` (pyramidal tiled JPEG, openslide/tiffslide readable, mpp in the
 resolution tags), ``<name>.cells.json`` (every placed cell) and ``<name>.geojson`` (the same
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from cytoscreen.synth.kit import CellKit, severity
-from cytoscreen.synth.layout import Layout, SlideSpec, plan_layout
+from cytoscreen.synth.layout import Layout, SlideSpec, orient_points, oriented_size, plan_layout
 from cytoscreen.synth.render import SlideRenderer
 from cytoscreen.synth.tiffwriter import write_pyramidal_tiff
 
@@ -57,6 +57,9 @@ class SlideTruth:
     seed: int
     circle: tuple[float, float, float]
     cells: tuple[CellTruth, ...]
+    prep: str = "liquid"
+    area_mm2: float = 0.0  # cell-bearing area (circle or smear band)
+    conditions: dict[str, Any] = field(default_factory=dict)  # stain, hue, focus, blood, quality
 
     @property
     def n_abnormal(self) -> int:
@@ -82,28 +85,57 @@ def slide_label(cells: tuple[CellTruth, ...]) -> tuple[str, str | None]:
     return ("positive" if worst != "NILM" else "negative"), worst
 
 
+def spec_conditions(spec: SlideSpec) -> dict[str, Any]:
+    """The generation settings a slide set reports results by (strata)."""
+    return {
+        "stain": round(spec.stain, 4),
+        "hue": [round(h, 4) for h in spec.hue],
+        "focus_um": round(spec.focus_um, 3),
+        "blood": round(spec.blood, 4),
+        "quality": spec.quality,
+        "density": spec.density,
+    }
+
+
 def layout_truth(layout: Layout, kit: CellKit, spec: SlideSpec, name: str) -> SlideTruth:
-    """Ground truth from a layout (cells only; background sprites are not cells)."""
-    boxes = kit.alpha_boxes()
-    crop = float(kit.images.shape[1])
+    """Ground truth from a layout: every labelled cell of every placed piece, at the level-0
+    position the renderer draws it (nucleus point; bbox = its crop window)."""
     cells = []
-    for i in np.flatnonzero(layout.is_cell):
-        s = int(layout.sprite[i])
+    for i in np.flatnonzero(layout.is_piece):
+        piece = kit.pieces[int(layout.sprite[i])]
+        fld = kit.fields[piece.image_id]
+        pw, ph = piece.size
+        o = int(layout.orient[i])
+        ow, oh = oriented_size(pw, ph, o)
         sc = float(layout.scale[i])
-        b = boxes[s][int(layout.orient[i])]
-        x, y = float(layout.cx[i]), float(layout.cy[i])
-        x0, y0 = x + (b[0] - crop / 2) * sc, y + (b[1] - crop / 2) * sc
-        x1, y1 = x + (b[2] - crop / 2) * sc, y + (b[3] - crop / 2) * sc
-        cells.append(
-            CellTruth(
-                x=round(x, 1),
-                y=round(y, 1),
-                bbox=(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))),
-                bethesda=kit.bethesda[s],
-                abnormal=bool(kit.bethesda[s] != "NILM"),
-                cric_cell_id=int(kit.cell_ids[s]),
+        nw, nh = max(1, round(ow * sc)), max(1, round(oh * sc))
+        left = float(np.floor(layout.cx[i] - nw / 2 + 0.5))
+        top = float(np.floor(layout.cy[i] - nh / 2 + 0.5))
+        fx, fy = nw / ow, nh / oh
+        bx0, by0 = piece.bbox[:2]
+        for c in piece.cells:
+            crop = fld.crops[c]
+            nx, ny = fld.nucleus(c)
+            wx0, wy0, wx1, wy1 = fld.window(c)
+            xs = np.array([nx + 0.5, wx0, wx1, wx0, wx1], float) - bx0
+            ys = np.array([ny + 0.5, wy0, wy0, wy1, wy1], float) - by0
+            ox, oy = orient_points(xs, ys, pw, ph, o)
+            X, Y = left + ox * fx, top + oy * fy
+            cells.append(
+                CellTruth(
+                    x=round(float(X[0]), 1),
+                    y=round(float(Y[0]), 1),
+                    bbox=(
+                        int(np.floor(X[1:].min())),
+                        int(np.floor(Y[1:].min())),
+                        int(np.ceil(X[1:].max())),
+                        int(np.ceil(Y[1:].max())),
+                    ),
+                    bethesda=crop.bethesda,
+                    abnormal=crop.abnormal,
+                    cric_cell_id=crop.cell_id,
+                )
             )
-        )
     cells.sort(key=lambda c: (-severity(c.bethesda), c.y, c.x))
     label, worst = slide_label(tuple(cells))
     return SlideTruth(
@@ -116,6 +148,9 @@ def layout_truth(layout: Layout, kit: CellKit, spec: SlideSpec, name: str) -> Sl
         seed=spec.seed,
         circle=layout.circle,
         cells=tuple(cells),
+        prep=layout.prep,
+        area_mm2=round(layout.area_mm2, 4),
+        conditions=spec_conditions(spec),
     )
 
 
@@ -178,21 +213,25 @@ def generate_slide(
     kit: CellKit,
     *,
     cache_mb: float = 384.0,
+    reduce_mb: float = 768.0,
     transform: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
 ) -> SlideTruth:
     """Write one synthetic slide and its ground truth; returns the truth.
 
-    Rendering is region by region at every pyramid level, so memory stays bounded at any
-    size (a 20 mm preparation at 0.25 um/px is 80,000 x 80,000 px). ``transform`` (e.g.
-    ``greyscale``) is applied to every rendered region: slides unlike the training domain.
+    Level 0 is rendered region by region; the coarser levels are reduced from an in-memory
+    level 1 when it fits in ``reduce_mb``, else rendered region by region too, so memory stays
+    bounded at any size (a 20 mm preparation at 0.25 um/px is 80,000 x 80,000 px).
+    ``transform`` (e.g. ``greyscale``) is applied to every rendered region: slides unlike the
+    training domain.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    layout = plan_layout(spec, kit, kit.footprints())
+    layout = plan_layout(spec, kit)
     truth = layout_truth(layout, kit, spec, out_path.name)
-    renderer = SlideRenderer(layout, kit, seed=spec.seed, cache_mb=cache_mb)
+    renderer = SlideRenderer(layout, kit, seed=spec.seed, cache_mb=cache_mb, stain=spec.stain)
+    prep = "liquid-based" if spec.prep == "liquid" else "conventional"
     desc = (
-        f"cytoscreen synthetic liquid-based Pap slide; label={truth.label}; "
+        f"cytoscreen synthetic {prep} Pap slide; label={truth.label}; "
         f"worst={truth.worst_bethesda}; seed={spec.seed}; cells from CRIC (Rezende et al. 2021)"
     )
     with threadpool_limits(1):  # tiny matrix products: BLAS threads only add overhead
@@ -205,6 +244,7 @@ def generate_slide(
             tile=spec.tile,
             quality=spec.quality,
             description=desc,
+            reduce_mb=reduce_mb,
         )
     json_path, geo_path = truth_paths(out_path)
     write_truth(truth, json_path, geo_path)
@@ -245,4 +285,7 @@ def load_truth(path: str | Path) -> SlideTruth:
         seed=d["seed"],
         circle=tuple(d["circle"]),
         cells=cells,
+        prep=d.get("prep", "liquid"),
+        area_mm2=float(d.get("area_mm2", 0.0)),
+        conditions=dict(d.get("conditions", {})),
     )

@@ -1,23 +1,26 @@
 """``make_slide_set``: a labelled set of synthetic slides with a manifest (see data_manifests/).
 
-Source cells are partitioned by ``cric_cell_id`` *before* any slide is drawn, so train,
-validation and test slides never share a cell.
+CRIC fields are partitioned by ``image_id`` *before* any slide is drawn (``cric.ImageSplits``),
+so train, validation and test slides never share a field, and each slide's stain, colour,
+focus, blood, density, preparation type and JPEG quality are drawn from ``Conditions`` and
+written to the manifest, so results can be reported by any of them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cytoscreen.strata import ABNORMAL_STRATA, abnormal_stratum
+from cytoscreen.synth.cric import SPLITS, ImageSplits, split_images
 from cytoscreen.synth.kit import CellKit, load_cell_kit
-from cytoscreen.synth.layout import SlideSpec
+from cytoscreen.synth.patches import Conditions, draw_spec
 from cytoscreen.synth.slide import generate_slide, truth_paths
 
-SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = (
     "slide_id",
     "path",
@@ -33,8 +36,14 @@ MANIFEST_COLUMNS = (
     "n_cells",
     "n_abnormal",
     "seed",
+    "prep",
+    "density",
+    "stain",
+    "focus_um",
+    "quality",
 )
 SITE = "synthetic"
+__all__ = ["ABNORMAL_STRATA", "MANIFEST_COLUMNS", "abnormal_stratum", "draw_n_abnormal"]
 
 
 def largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
@@ -46,71 +55,81 @@ def largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def split_cells(kit: CellKit, fractions: Sequence[float], seed: int) -> dict[str, frozenset[int]]:
-    """Partition cric_cell_ids into splits, stratified by Bethesda class (deterministic)."""
-    if len(fractions) != len(SPLITS) or min(fractions) < 0 or sum(fractions) <= 0:
-        raise ValueError(f"splits must be three non-negative fractions, got {fractions}")
-    rng = np.random.default_rng(seed)
-    out: dict[str, set[int]] = {s: set() for s in SPLITS}
-    for cls in kit.classes():
-        ids = np.unique(kit.cell_ids[kit.indices_of(cls)])
-        ids = ids[rng.permutation(ids.size)]
-        start = 0
-        for name, k in zip(SPLITS, largest_remainder(ids.size, fractions), strict=True):
-            out[name].update(int(i) for i in ids[start : start + k])
-            start += k
-    return {k: frozenset(v) for k, v in out.items()}
+def draw_n_abnormal(rng: np.random.Generator) -> int:
+    """Abnormal cells for a positive slide: a stratum at random, log-uniform inside it."""
+    lo, hi = ABNORMAL_STRATA[int(rng.integers(len(ABNORMAL_STRATA)))]
+    return int(round(np.exp(rng.uniform(np.log(lo), np.log(hi + 0.999)) - 1e-9)))
+
+
+def kit_splits(kit: CellKit, seed: int, fractions: Sequence[float]) -> ImageSplits:
+    """A split of the kit's own fields by image (for kits without a committed split)."""
+    crops = [c for f in kit.fields.values() for c in f.crops]
+    return split_images(crops, seed=seed, fractions=fractions, every_class=False)
 
 
 def make_slide_set(
     out_dir: str | Path,
     n_negative: int = 4,
     n_positive: int = 4,
-    size: int = 4096,
     *,
+    n_cells: int | tuple[int, int] = 1500,
     seed: int = 0,
-    splits: Sequence[float] = (0.6, 0.2, 0.2),
+    splits: ImageSplits | Sequence[float] = (0.6, 0.2, 0.2),
+    only: str | None = None,
     kit: CellKit | None = None,
     n_blank: int = 0,
-    mpp: float | None = 0.25,
-    cell_bearing: float | None = None,
-    clustering: float | None = None,
-    cell_splits: Mapping[str, Iterable[int]] | None = None,
+    mpp: float = 0.25,
+    conditions: Conditions | None = None,
+    n_abnormal: int | None = None,
+    prep: str | None = None,
 ) -> Path:
     """Write slides, their ground truth and ``manifest.csv`` into ``out_dir``; return the manifest.
 
-    Slides of each label are spread over the splits in the given proportions; each split's
-    slides are drawn only from that split's cells. ``cell_splits`` gives the partition of
-    cric_cell_ids explicitly (e.g. the model's training splits in data_manifests/cric_splits.json)
-    instead of drawing one from ``seed``. Blank slides (no cells) go to ``test``
-    with worst_bethesda empty: a pipeline should call them not assessable.
+    ``splits``: the partition of the kit's fields (``ImageSplits``, e.g. the committed
+    data_manifests/cric_splits.json), or fractions for a split of the kit's own fields. Slides
+    of each label are spread over the splits in proportion to the split's fields, or all go to
+    ``only`` (e.g. ``"val"``). ``n_cells``: labelled cells per slide, or a (low, high) range
+    drawn log-uniformly. ``n_abnormal``: abnormal cells per positive slide (None: drawn over
+    ``ABNORMAL_STRATA``). Blank slides (no cells) go to ``test`` (or ``only``): a pipeline
+    must call them not assessable.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kit = kit if kit is not None else load_cell_kit()
-    cells = (
-        {s: frozenset(int(i) for i in cell_splits.get(s, ())) for s in SPLITS}
-        if cell_splits is not None
-        else split_cells(kit, splits, seed)
-    )
-    kits = {s: kit.subset(ids, source=f"{kit.source} [{s}]") for s, ids in cells.items()}
+    image_splits = splits if isinstance(splits, ImageSplits) else kit_splits(kit, seed, splits)
+    kits = {
+        s: kit.subset(image_splits.images[s] & set(kit.fields), source=f"{kit.source} [{s}]")
+        for s in SPLITS
+    }
+    shares = [float(only == s) if only else len(kits[s].fields) for s in SPLITS]
     plan: list[tuple[str, str]] = []
     for label, n in (("negative", n_negative), ("positive", n_positive)):
-        for split, k in zip(SPLITS, largest_remainder(n, splits), strict=True):
+        for split, k in zip(SPLITS, largest_remainder(n, shares), strict=True):
             plan += [(label, split)] * k
-    plan += [("blank", "test")] * n_blank
+    plan += [("blank", only or "test")] * n_blank
+    rng = np.random.default_rng(seed)
     rows = []
     for i, (label, split) in enumerate(plan):
         slide_id = f"synth_{seed:04d}_{i:03d}"
-        density = {
-            k: v
-            for k, v in (("cell_bearing", cell_bearing), ("clustering", clustering))
-            if v is not None
-        }
-        spec = SlideSpec(size=size, label=label, seed=seed * 10_007 + i, mpp=mpp, **density)  # type: ignore[arg-type]
         sub = kits[split]
-        if label == "positive" and not any(b != "NILM" for b in sub.bethesda):
+        if label == "positive" and not sub.units:
             raise ValueError(f"split {split} has no abnormal cells: use larger split fractions")
+        cells = (
+            n_cells
+            if isinstance(n_cells, int)
+            else int(round(np.exp(rng.uniform(np.log(n_cells[0]), np.log(n_cells[1])))))
+        )
+        n_ab = n_abnormal if n_abnormal is not None else draw_n_abnormal(rng)
+        spec = draw_spec(
+            rng,
+            label=label,
+            n_cells=max(cells, 1),
+            n_abnormal=n_ab,
+            prep=prep,
+            mpp=mpp,
+            seed=seed * 10_007 + i,
+            conditions=conditions or Conditions(),
+        )
         path = out / "slides" / f"{slide_id}.tiff"
         truth = generate_slide(path, spec, sub)
         json_path, _ = truth_paths(path)
@@ -124,12 +143,17 @@ def make_slide_set(
                 "ground_truth": json_path.relative_to(out).as_posix(),
                 "site": SITE,
                 "notes": "blank: no cells, not assessable" if label == "blank" else "",
-                "mpp": "" if mpp is None else mpp,
+                "mpp": mpp,
                 "width": truth.width,
                 "height": truth.height,
                 "n_cells": len(truth.cells),
                 "n_abnormal": truth.n_abnormal,
                 "seed": spec.seed,
+                "prep": spec.prep,
+                "density": round(spec.density, 1),
+                "stain": round(spec.stain, 3),
+                "focus_um": round(spec.focus_um, 3),
+                "quality": spec.quality,
             }
         )
     manifest = out / "manifest.csv"
@@ -138,6 +162,6 @@ def make_slide_set(
         writer.writeheader()
         writer.writerows(rows)
     (out / "splits.json").write_text(
-        json.dumps({k: sorted(v) for k, v in cells.items()}), encoding="utf-8"
+        json.dumps({k: sorted(v) for k, v in image_splits.images.items()}), encoding="utf-8"
     )
     return manifest

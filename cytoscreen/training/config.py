@@ -35,12 +35,25 @@ class AugmentConfig(_Section):
 
 
 class SlideSource(_Section):
-    """Patches cut from generated slides (cytoscreen.training.slide_patches)."""
+    """Patches the tiler cut from written generated slides (training.slide_patches)."""
 
-    manifests: list[str] = []  # manifest.csv of slide sets made from the CRIC train cells
+    manifests: list[str] = []  # manifest.csv of slide sets made from the CRIC train fields
     cache_dir: str = ".cytoscreen-cache/training-slides"  # their patch stores
     max_negative: int | None = Field(40, ge=0)  # NILM patches kept per slide (None: all)
     val_fraction: float = Field(0.2, ge=0, lt=1)  # share of slides held out for validation
+
+
+class ContextSource(_Section):
+    """Virtual slides of the train fields (cytoscreen.synth.patches): every training patch is
+    a window of a realistic slide, a cell among its real neighbours."""
+
+    n_negative: int = Field(16, ge=1)  # negative virtual slides (hard negatives)
+    n_positive: int = Field(16, ge=1)  # positive virtual slides (abnormal cells in context)
+    n_cells: int = Field(1500, ge=10)  # labelled cells per virtual slide
+    n_abnormal: tuple[int, int] = (10, 60)  # abnormal cells per positive virtual slide
+    positive_share: float = Field(0.5, gt=0, lt=1)  # share of positive windows per epoch
+    val_slides: int = Field(8, ge=2)  # virtual slides of the val fields for validation windows
+    val_windows: int = Field(600, ge=20)  # validation windows cut from them (half positive)
 
 
 class TrainConfig(_Section):
@@ -49,31 +62,28 @@ class TrainConfig(_Section):
     classes: list[str] = ["negative", "abnormal"]
     positive_classes: list[str] = ["abnormal"]
     patch_px: int = Field(224, ge=32, le=1024)
-    mpp: float = Field(0.5, gt=0)  # um/px of the rendered patches
-    crop_mpp: float = Field(0.25, gt=0)  # assumed um/px of the CRIC crops (not recorded)
+    mpp: float = Field(0.5, gt=0)  # um/px of the patches (the kit's 0.25 times a power of 2)
     epochs: int = Field(8, ge=1)
+    epoch_size: int = Field(3000, ge=8)  # training windows drawn per epoch
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    balance: Literal["sampler", "loss", "none"] = "sampler"
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # share of reviewed fields held out
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=0)
     threads: int | None = Field(None, ge=1)
     # time budget: the LR schedule runs over min(epochs, budget) and training stops at it
     max_minutes: float | None = Field(None, gt=0)
-    limit_train: int | None = Field(None, ge=1)  # smoke runs: use this many training items
-    limit_val: int | None = Field(None, ge=1)
-    neighbour_p: tuple[float, float, float, float] = (0.4, 0.25, 0.2, 0.15)  # 0-3 NILM cells
-    empty_p: float = Field(0.3, ge=0, le=1)  # near-empty crop drawn as an empty patch
+    limit_val: int | None = Field(None, ge=1)  # smoke runs: validate on this many cells
+    context: ContextSource = ContextSource()
     augment: AugmentConfig = AugmentConfig()
     # weights to start from: a model folder (weights.safetensors + card.json) or ImageNet
     init: str | None = None
     slides: SlideSource = SlideSource()
-    # share of each epoch's draws per source kind ("cric", "slides", "review"); each kind is
-    # label-balanced within its share. None: balance labels over all examples together
+    # share of each epoch's draws per source kind besides the virtual slides ("slides",
+    # "review"); the rest are context windows. None: each kind present gets a quarter
     mix: dict[str, float] | None = None
 
 

@@ -1,49 +1,24 @@
-"""Training examples: CRIC cell crops rendered as patches, and any list of labelled patches
-(pathologist reviews arrive that way). Splits are by cell (cric_cell_id), never by patch."""
+"""Training examples: windows of virtual slides of the CRIC train fields (a cell among its real
+neighbours, hard negatives among thousands of NILM cells), plus any list of labelled patches
+(pathologist reviews, patches cut from written slides). CRIC fields are split by image, reviewed
+patches by field (their ``group``), never by patch."""
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from cytoscreen.errors import BadManifest
-from cytoscreen.training.render import Sprite, cell_sprite, debris_sprite, render_patch
+from cytoscreen.synth.patches import VirtualSlides
 
-BETHESDA = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC")
-BACKGROUND = "background"  # category of near-empty crops (their label describes a missing cell)
-CRIC_COLUMNS = {"path", "bethesda", "abnormal", "cric_cell_id", "near_empty"}
-
-
-@dataclass(frozen=True)
-class CricCell:
-    path: Path
-    bethesda: str
-    abnormal: bool
-    cell_id: str
-    near_empty: bool
-
-    @property
-    def label(self) -> int:
-        """0 = negative (NILM or background), 1 = abnormal (ASC-US or worse, cell present)."""
-        return int(self.abnormal and not self.near_empty)
-
-    @property
-    def category(self) -> str:
-        return BACKGROUND if self.near_empty else self.bethesda
-
-    @property
-    def group(self) -> str:
-        return f"cric:{self.cell_id}"
+CONTEXT = "context"  # source kind of virtual-slide windows
 
 
 @dataclass(frozen=True)
@@ -52,60 +27,23 @@ class LabelledPatch:
 
     image: npt.NDArray[np.uint8]
     label: int
-    group: str  # split unit: cell / field / review id
+    group: str  # split unit: field / slide / review id
     category: str = ""
     source: str = "review"
 
-
-Example = CricCell | LabelledPatch
-
-
-def read_cric_manifest(manifest: str | Path) -> list[CricCell]:
-    """Rows of the CRIC manifest; problems are reported together, by row."""
-    manifest = Path(manifest)
-    root = manifest.parent
-    try:
-        with manifest.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = CRIC_COLUMNS - set(reader.fieldnames or [])
-            if missing:
-                raise BadManifest(f"missing columns {sorted(missing)}", slide=manifest)
-            rows = list(reader)
-    except FileNotFoundError:
-        raise BadManifest("manifest not found", slide=manifest) from None
-    cells, problems = [], []
-    for i, row in enumerate(rows, start=2):
-        path = root / row["path"]
-        if row["bethesda"] not in BETHESDA:
-            problems.append(f"row {i}: unknown Bethesda category {row['bethesda']!r}")
-        elif row["abnormal"] not in ("0", "1") or row["near_empty"] not in ("0", "1"):
-            problems.append(f"row {i}: abnormal and near_empty must be 0 or 1")
-        elif (row["abnormal"] == "1") != (row["bethesda"] != "NILM"):
-            problems.append(f"row {i}: abnormal={row['abnormal']} contradicts {row['bethesda']}")
-        elif not path.is_file():
-            problems.append(f"row {i}: no file {path}")
-        else:
-            cells.append(
-                CricCell(
-                    path,
-                    row["bethesda"],
-                    row["abnormal"] == "1",
-                    row["cric_cell_id"],
-                    row["near_empty"] == "1",
-                )
-            )
-    if problems:
-        raise BadManifest("; ".join(problems[:10]), slide=manifest)
-    return cells
+    @property
+    def kind(self) -> str:
+        """The source kind (the part of ``source`` before ':'), the key of ``mix``."""
+        return self.source.split(":", 1)[0]
 
 
-def label_of(ex: Example) -> int:
+def label_of(ex: LabelledPatch) -> int:
     return ex.label
 
 
 def split_by_group(
-    examples: Sequence[Example], val_fraction: float, seed: int
-) -> tuple[list[Example], list[Example]]:
+    examples: Sequence[LabelledPatch], val_fraction: float, seed: int
+) -> tuple[list[LabelledPatch], list[LabelledPatch]]:
     """Hold out ~val_fraction of the groups, label-stratified; no group is on both sides."""
     n_splits = max(2, round(1.0 / val_fraction))
     labels = np.array([label_of(e) for e in examples])
@@ -115,101 +53,102 @@ def split_by_group(
     return [examples[i] for i in train_idx], [examples[i] for i in val_idx]
 
 
-def class_counts(examples: Sequence[Example], classes: Sequence[str]) -> dict[str, int]:
-    counts = Counter(label_of(e) for e in examples)
+def class_counts(labels: Sequence[int], classes: Sequence[str]) -> dict[str, int]:
+    counts = Counter(int(v) for v in labels)
     return {name: counts.get(i, 0) for i, name in enumerate(classes)}
 
 
-def category_counts(examples: Sequence[Example]) -> dict[str, int]:
+def category_counts(examples: Sequence[LabelledPatch]) -> dict[str, int]:
     return dict(sorted(Counter(e.category for e in examples).items()))
 
 
-class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """Examples as uint8 HWC patches -> augmented -> uint8 CHW tensors (normalised on device).
+def mix_shares(
+    kinds: Sequence[str], mix: Mapping[str, float] | None, *, context: bool = True
+) -> dict[str, float]:
+    """Share of each epoch's draws per source kind present; the context windows get the rest.
+    A kind missing from ``mix`` is not drawn; ``mix`` None gives each kind present a quarter
+    (at most three quarters together). Without context windows the shares of the kinds present
+    are scaled to sum to 1."""
+    present = sorted(set(kinds))
+    if mix is None:  # each other source present gets a quarter of the draws (at most 3/4)
+        mix = {k: 0.75 / max(len(present), 3) for k in present}
+    shares = {k: float(mix.get(k, 0.0)) for k in present}
+    total = sum(shares.values())
+    if context and total >= 1.0:
+        raise ValueError(f"mix {dict(mix or {})} leaves nothing for the context windows")
+    if not context:
+        if total <= 0:
+            raise ValueError(f"mix {dict(mix or {})} draws from none of {present}")
+        shares = {k: v / total for k, v in shares.items()}
+    return {k: v for k, v in shares.items() if v > 0}
 
-    A CRIC cell is drawn as a slide patch (``render.render_patch``): its own sprite off-centre
-    plus 0-3 NILM neighbours taken from this dataset's own NILM cells (so no cell crosses
-    splits), on procedural background. A near-empty crop becomes debris texture, or with
-    probability ``empty_p`` an empty background patch; both are negatives. Training draws a
-    fresh layout every call; evaluation draws item ``i`` identically every time.
-    """
+
+class TrainPatches(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """``epoch_size`` fresh draws per epoch: context windows (``positive_share`` of them holding
+    an abnormal nucleus) and, by ``mix``, labelled patches of other sources (label-balanced
+    within each kind; with ``slides`` None only those). uint8 HWC -> augmented -> uint8 CHW
+    tensors (normalised on the device). Every draw is seeded by (seed, item, call), so a run
+    is reproducible."""
 
     def __init__(
         self,
-        examples: Sequence[Example],
+        slides: VirtualSlides | None,
+        extra: Sequence[LabelledPatch] = (),
         *,
-        patch_px: int,
-        crop_mpp: float,
-        mpp: float,
+        epoch_size: int,
+        positive_share: float = 0.5,
+        mix: Mapping[str, float] | None = None,
         transform: Callable[..., dict[str, Any]] | None = None,
-        train: bool,
         seed: int = 0,
-        neighbour_p: Sequence[float] = (0.4, 0.25, 0.2, 0.15),
-        empty_p: float = 0.3,
     ) -> None:
-        self.examples = list(examples)
-        self.patch_px = patch_px
-        self.crop_mpp = crop_mpp
-        self.mpp = mpp
+        self.slides = slides
+        self.extra = list(extra)
+        self.epoch_size = epoch_size
+        self.positive_share = positive_share
         self.transform = transform
-        self.train = train
         self.seed = seed
-        self.neighbour_p = np.asarray(neighbour_p, float) / float(sum(neighbour_p))
-        self.empty_p = empty_p
-        self._nilm = [
-            i
-            for i, e in enumerate(self.examples)
-            if isinstance(e, CricCell) and e.bethesda == "NILM" and not e.near_empty
-        ]
-        self._sprites: dict[int, Sprite] = {}
-        self._eval_cache: dict[int, npt.NDArray[np.uint8]] = {}  # eval patches never change
         self._calls = 0
+        shares = mix_shares([e.kind for e in self.extra], mix, context=slides is not None)
+        self._kinds = list(shares)
+        self._cum = np.cumsum([shares[k] for k in self._kinds])
+        self._pools: dict[tuple[str, int], list[int]] = {}
+        for i, e in enumerate(self.extra):
+            self._pools.setdefault((e.kind, e.label), []).append(i)
+        px = slides.patch_px if slides is not None else int(self.extra[0].image.shape[0])
+        for e in self.extra:
+            if e.image.shape != (px, px, 3):
+                raise BadManifest(
+                    f"patch is {e.image.shape}, expected ({px}, {px}, 3)", slide=e.group
+                )
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return self.epoch_size
 
-    def sprite(self, i: int) -> Sprite:
-        """Sprite of CRIC example ``i`` at the patch resolution (made once, then cached)."""
-        sp = self._sprites.get(i)
-        if sp is None:
-            ex = self.examples[i]
-            assert isinstance(ex, CricCell)
-            crop = np.asarray(Image.open(ex.path).convert("RGB"))
-            make = debris_sprite if ex.near_empty else cell_sprite
-            sp = self._sprites[i] = make(crop, self.crop_mpp, self.mpp)
-        return sp
-
-    def patch(self, i: int) -> npt.NDArray[np.uint8]:
-        ex = self.examples[i]
-        if isinstance(ex, LabelledPatch):
-            if ex.image.shape != (self.patch_px, self.patch_px, 3):
-                raise BadManifest(
-                    f"patch is {ex.image.shape}, expected ({self.patch_px}, {self.patch_px}, 3)",
-                    slide=ex.group,
-                )
-            return ex.image
-        if not self.train and i in self._eval_cache:
-            return self._eval_cache[i]
-        if self.train:
-            self._calls += 1
-            rng = np.random.default_rng([self.seed, i, self._calls])
-        else:
-            rng = np.random.default_rng([self.seed, i])
-        k = int(rng.choice(len(self.neighbour_p), p=self.neighbour_p))
-        pool = [j for j in self._nilm if j != i]
-        picks = rng.choice(len(pool), size=min(k, len(pool)), replace=False) if pool else ()
-        neighbours = [self.sprite(pool[int(j)]) for j in picks]
-        main: Sprite | None = self.sprite(i)
-        if ex.near_empty and rng.random() < self.empty_p:
-            main = None
-        img = render_patch(main, neighbours, patch_px=self.patch_px, rng=rng, mpp=self.mpp)
-        if not self.train:
-            self._eval_cache[i] = img
-        return img
+    def draw(self, rng: np.random.Generator) -> tuple[npt.NDArray[np.uint8], int]:
+        """One example: (patch, label)."""
+        u = rng.random()
+        k = int(np.searchsorted(self._cum, u, side="right"))
+        if k < len(self._kinds):
+            kind = self._kinds[k]
+            labels = [lab for (kd, lab) in self._pools if kd == kind]
+            lab = labels[int(rng.integers(len(labels)))]
+            pool = self._pools[(kind, lab)]
+            e = self.extra[pool[int(rng.integers(len(pool)))]]
+            return e.image, e.label
+        vs = self.slides
+        assert vs is not None  # the shares sum to 1 without context windows
+        if vs.positive and rng.random() < self.positive_share:
+            return vs.render(*vs.positive_window(rng)), 1
+        window = vs.negative_window(rng)
+        if window is None:  # every try landed near an abnormal cell: take a positive one
+            return vs.render(*vs.positive_window(rng)), 1
+        return vs.render(*window), 0
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = self.patch(i)
+        self._calls += 1
+        rng = np.random.default_rng([self.seed, i, self._calls])
+        img, label = self.draw(rng)
         if self.transform is not None:
             img = self.transform(image=img)["image"]
         tensor = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-        return tensor, label_of(self.examples[i])
+        return tensor, label

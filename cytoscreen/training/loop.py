@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +18,9 @@ from cytoscreen.scoring.checkpoint import load_checkpoint, save_checkpoint
 from cytoscreen.scoring.model import create_model, new_card
 from cytoscreen.scoring.pretrained import LITE0_ARCHS, load_lite0_imagenet
 from cytoscreen.scoring.runtime import Normaliser, autocast, resolve_device
-from cytoscreen.training.augment import eval_pipeline, train_pipeline
 from cytoscreen.training.config import TrainConfig
-from cytoscreen.training.data import CricCell, Example, PatchDataset, class_counts, label_of
+from cytoscreen.training.data import TrainPatches, class_counts
+from cytoscreen.training.evaluate import EvalSet
 from cytoscreen.training.metrics import auc
 
 
@@ -116,68 +116,27 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     return model
 
 
-def source_kind(ex: Example) -> str:
-    """ "cric" for a CRIC cell, else the part of the patch's source before ":"."""
-    return "cric" if isinstance(ex, CricCell) else ex.source.split(":", 1)[0]
+def selection_auc(val: EvalSet, scores: npt.NDArray[np.float32]) -> tuple[float, dict[str, float]]:
+    """The figure epochs are chosen by: the mean of the AUCs of the eval set's parts (cells
+    and slide windows), so neither the easy cells nor the crowded windows dominate."""
+    parts = {}
+    for name in sorted(set(val.parts)):
+        m = val.part(name)
+        parts[name] = auc(val.labels[m], scores[m])
+    finite = [v for v in parts.values() if np.isfinite(v)]
+    return (float(np.mean(finite)) if finite else float("nan")), parts
 
 
-def mix_weights(
-    kinds: Sequence[str], labels: npt.NDArray[np.int64], mix: Mapping[str, float]
-) -> npt.NDArray[np.float64]:
-    """Sampling weights: kind k gets share ``mix[k]`` (renormalised over the kinds present),
-    split equally between the labels present within it. Kinds missing from ``mix`` get 0."""
-    kind_arr = np.asarray(kinds)
-    present = {k: float(mix.get(k, 0.0)) for k in set(kinds)}
-    total = sum(present.values())
-    if total <= 0:
-        raise ValueError(f"mix {dict(mix)} gives no weight to any source present {sorted(present)}")
-    w = np.zeros(len(kinds), dtype=np.float64)
-    for k, share in present.items():
-        in_k = kind_arr == k
-        labs = np.unique(labels[in_k])
-        for lab in labs:
-            sel = in_k & (labels == lab)
-            w[sel] = share / total / len(labs) / sel.sum()
-    return w
-
-
-def _loader(
-    ds: PatchDataset, cfg: TrainConfig, gen: torch.Generator, train: bool
-) -> torch.utils.data.DataLoader[tuple[torch.Tensor, int]]:
-    sampler: torch.utils.data.Sampler[int] | None = None
-    if train and cfg.balance == "sampler":
-        labels = np.array([label_of(e) for e in ds.examples])
-        if cfg.mix:
-            weights = mix_weights([source_kind(e) for e in ds.examples], labels, cfg.mix)
-        else:
-            freq = np.bincount(labels, minlength=len(cfg.classes)).astype(float)
-            weights = 1.0 / np.maximum(freq[labels], 1.0)
-        sampler = torch.utils.data.WeightedRandomSampler(
-            weights.tolist(), num_samples=len(labels), replacement=True, generator=gen
-        )
-    return torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
-        generator=gen,
-        num_workers=cfg.num_workers if train else 0,
-        persistent_workers=train and cfg.num_workers > 0,
-        drop_last=False,
-    )
-
-
-def _loss_weights(examples: Sequence[Example], cfg: TrainConfig) -> torch.Tensor | None:
-    if cfg.balance != "loss":
-        return None
-    freq = np.bincount([label_of(e) for e in examples], minlength=len(cfg.classes)).astype(float)
-    w = freq.sum() / (len(freq) * np.maximum(freq, 1.0))
-    return torch.tensor(w, dtype=torch.float32)
+def _batches(images: npt.NDArray[np.uint8], batch: int) -> list[torch.Tensor]:
+    return [
+        torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2)
+        for i in range(0, len(images), batch)
+    ]
 
 
 def predict(
     model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader[tuple[torch.Tensor, int]],
+    batches: list[torch.Tensor],
     norm: Normaliser,
     device: torch.device,
     precision: str,
@@ -186,7 +145,7 @@ def predict(
     model.eval()
     out = []
     with torch.inference_mode():
-        for x, _ in loader:
+        for x in batches:
             with autocast(device, precision):  # type: ignore[arg-type]
                 logits = model(norm(x.permute(0, 2, 3, 1)))
             out.append(torch.softmax(logits.float(), 1)[:, positive].sum(1).cpu().numpy())
@@ -195,15 +154,17 @@ def predict(
 
 def train(
     cfg: TrainConfig,
-    train_examples: Sequence[Example],
-    val_examples: Sequence[Example],
+    train_ds: TrainPatches,
+    val: EvalSet,
     out_dir: str | Path,
     *,
     device: str = "auto",
     sources: Sequence[str] = (),
+    train_counts: dict[str, int] | None = None,
     quiet: bool = False,
 ) -> TrainResult:
-    """Train, evaluate AUC after every epoch, keep the best checkpoint in ``out_dir``."""
+    """Train, evaluate on ``val`` after every epoch, keep the best checkpoint in ``out_dir``
+    (best = highest ``selection_auc``)."""
     out = Path(out_dir)
     gen = seed_everything(cfg.seed)
     if cfg.threads:
@@ -222,41 +183,25 @@ def train(
         mpp=cfg.mpp,
         training=TrainingData(
             sources=list(sources),
-            counts=class_counts(train_examples, cfg.classes),
-            validation_counts=class_counts(val_examples, cfg.classes),
+            counts=train_counts or {},
+            validation_counts=class_counts(val.labels.tolist(), cfg.classes),
         ),
         precision="fp32",
         memory_format="channels_last" if cfg.channels_last else "contiguous",
     )
     norm = Normaliser(card.preprocessing, dev, cfg.channels_last)
-    train_ds = PatchDataset(
-        train_examples,
-        patch_px=cfg.patch_px,
-        crop_mpp=cfg.crop_mpp,
-        mpp=cfg.mpp,
-        transform=train_pipeline(cfg.augment, seed=cfg.seed),
-        train=True,
-        seed=cfg.seed,
-        neighbour_p=cfg.neighbour_p,
-        empty_p=cfg.empty_p,
+    train_loader = torch.utils.data.DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        generator=gen,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        drop_last=False,
     )
-    val_ds = PatchDataset(
-        val_examples,
-        patch_px=cfg.patch_px,
-        crop_mpp=cfg.crop_mpp,
-        mpp=cfg.mpp,
-        transform=eval_pipeline(),
-        train=False,
-        seed=cfg.seed,
-        neighbour_p=cfg.neighbour_p,
-        empty_p=cfg.empty_p,
-    )
-    train_loader = _loader(train_ds, cfg, gen, train=True)
-    val_loader = _loader(val_ds, cfg, gen, train=False)
-    val_labels = np.array([label_of(e) for e in val_examples])
+    val_batches = _batches(val.images, cfg.batch_size)
     positive = card.positive_indices()
-    lw = _loss_weights(train_examples, cfg)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=lw.to(dev) if lw is not None else None)
+    loss_fn = torch.nn.CrossEntropyLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * max(len(train_loader), 1)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and precision == "fp16")
@@ -271,6 +216,7 @@ def train(
         TextColumn("val AUC {task.fields[auc]}"),
         TimeElapsedColumn(),
     )
+    scores = np.zeros(0, np.float32)
     with Progress(*columns, disable=quiet, transient=False) as progress:
         for epoch in range(cfg.epochs):
             task = progress.add_task(
@@ -295,11 +241,17 @@ def train(
                 total += float(loss.detach()) * len(y)
                 seen += len(y)
                 progress.update(task, advance=1, loss=total / max(seen, 1))
-            scores = predict(model, val_loader, norm, dev, precision, positive)
-            val_auc = auc(val_labels, scores)
+            scores = predict(model, val_batches, norm, dev, precision, positive)
+            val_auc, parts = selection_auc(val, scores)
             progress.update(task, auc=f"{val_auc:.4f}")
             result.history.append(
-                {"epoch": epoch + 1, "loss": total / max(seen, 1), "val_auc": val_auc}
+                {
+                    "epoch": epoch + 1,
+                    "loss": total / max(seen, 1),
+                    "val_auc": val_auc,
+                    **{f"val_auc_{k}": v for k, v in parts.items()},
+                    "minutes": (time.perf_counter() - t_start) / 60,
+                }
             )
             if np.isfinite(val_auc) and val_auc > result.best_auc:
                 result.best_auc, result.best_epoch = val_auc, epoch + 1

@@ -7,36 +7,48 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cytoscreen.errors import BadManifest, CytoscreenError
-from cytoscreen.scoring.card import ModelCard
+from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.scoring.checkpoint import WEIGHTS_NAME, load_checkpoint, save_checkpoint
+from cytoscreen.scoring.engines import auc_key
 from cytoscreen.scoring.infer import Scorer
+from cytoscreen.synth.cric import ImageSplits, load_image_splits, read_cric
+from cytoscreen.synth.fields import load_fields
+from cytoscreen.synth.kit import CellKit
+from cytoscreen.synth.patches import VirtualSlides
+from cytoscreen.training.augment import train_pipeline
 from cytoscreen.training.card import ATTRIBUTION, BF16_TOLERANCE, THRESHOLD, write_readme
 from cytoscreen.training.config import TrainConfig, load_train_config
 from cytoscreen.training.data import (
-    BACKGROUND,
-    Example,
     LabelledPatch,
+    TrainPatches,
     category_counts,
-    read_cric_manifest,
     split_by_group,
 )
-from cytoscreen.training.evaluate import positive_scores, render_eval_set, throughput
+from cytoscreen.training.evaluate import (
+    CELLS,
+    SLIDES,
+    EvalSet,
+    build_eval_set,
+    positive_scores,
+    throughput,
+)
 from cytoscreen.training.loop import train
-from cytoscreen.training.metrics import auc_with_ci, category_report, cells_only_auc, sens_spec
+from cytoscreen.training.metrics import auc_with_ci, category_report, sens_spec
 from cytoscreen.training.slide_patches import load_slide_patches
-from cytoscreen.training.splits import DEFAULT_SPLITS_PATH, apply_splits, load_cell_splits
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "train" / "default.yaml"
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "cric" / "manifest.csv"
+DEFAULT_SPLITS_PATH = REPO / "data_manifests" / "cric_splits.json"
 MAX_MB = 25.0
 
 
@@ -77,7 +89,7 @@ def split_extra(
     ]
 
 
-def label_counts(patches: Sequence[Example], classes: Sequence[str]) -> dict[str, int]:
+def label_counts(patches: Sequence[LabelledPatch], classes: Sequence[str]) -> dict[str, int]:
     counts = Counter(p.label for p in patches)
     return {name: counts.get(i, 0) for i, name in enumerate(classes)}
 
@@ -137,17 +149,16 @@ def resolve_config(cfg: str | Path | TrainConfig) -> TrainConfig:
     return load_train_config(cfg)
 
 
-def _cric_cells(manifest: Path, splits_path: Path) -> dict[str, list[Example]]:
-    if not manifest.is_file():
-        raise BadManifest(
-            "CRIC manifest not found",
-            slide=manifest,
-            hint="pass --manifest with the manifest.csv of the CRIC crops "
-            "(see shared/data/README.md)",
-        )
-    cric = read_cric_manifest(manifest)
-    parts = apply_splits(cric, load_cell_splits(splits_path), source=manifest)
-    return {"train": list(parts["train"]), "val": list(parts["val"])}
+def split_kits(manifest: Path, splits_path: Path) -> tuple[dict[str, CellKit], ImageSplits]:
+    """The CRIC fields of each split as a cell kit (train, val, test)."""
+    crops = read_cric(manifest)
+    splits = load_image_splits(splits_path)
+    parts = splits.apply(crops, source=manifest)
+    kits = {
+        name: CellKit.from_fields(load_fields(part), source=f"{source_name(manifest)} [{name}]")
+        for name, part in parts.items()
+    }
+    return kits, splits
 
 
 def _slide_examples(
@@ -175,6 +186,67 @@ def _slide_examples(
     return tr, va
 
 
+def _extra_eval(patches: Sequence[LabelledPatch], part: str) -> EvalSet:
+    return EvalSet(
+        images=np.stack([p.image for p in patches]),
+        labels=np.array([p.label for p in patches], np.int64),
+        categories=tuple(p.category for p in patches),
+        parts=(part,) * len(patches),
+    )
+
+
+def _joined(sets: Sequence[EvalSet]) -> EvalSet:
+    sets = [s for s in sets if len(s)]
+    return EvalSet(
+        images=np.concatenate([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        categories=tuple(c for s in sets for c in s.categories),
+        parts=tuple(p for s in sets for p in s.parts),
+        skipped_nilm=sum(s.skipped_nilm for s in sets),
+    )
+
+
+def part_aucs(val: EvalSet, scores: np.ndarray, seed: int) -> dict[str, Metric]:
+    """AUC with its bootstrap CI for the whole set and each of its parts."""
+    out = {"patch_auc": auc_with_ci(val.labels, scores, seed=seed)}
+    for name in sorted(set(val.parts)):
+        m = val.part(name)
+        if len(set(val.labels[m].tolist())) == 2:
+            out[f"patch_auc_{name}"] = auc_with_ci(val.labels[m], scores[m], seed=seed)
+    return out
+
+
+def validation_set(cfg: TrainConfig, val_kit: CellKit) -> EvalSet:
+    """The val fields' cells and virtual-slide windows a model of ``cfg`` is chosen and
+    reported on (deterministic: the same for every candidate and for the runtime checks)."""
+    ctx = cfg.context
+    return build_eval_set(
+        val_kit,
+        mpp=cfg.mpp,
+        patch_px=cfg.patch_px,
+        n_slides=ctx.val_slides,
+        n_windows=ctx.val_windows,
+        n_cells=ctx.n_cells,
+        seed=cfg.seed + 1,
+        limit_cells=cfg.limit_val,
+    )
+
+
+def record_openvino(out: Path, val: EvalSet, seed: int) -> tuple[Metric, float] | None:
+    """AUC of the checkpoint in ``out`` on ``val`` through OpenVINO fp32 (what
+    ``scoring.runtime: auto`` checks before it uses OpenVINO), and its patches/s; None when
+    OpenVINO is not installed."""
+    from cytoscreen.scoring import openvino_engine
+
+    if not openvino_engine.installed():
+        return None
+    scorer = Scorer.load(out, "cpu", "fp32", runtime="openvino")
+    s = positive_scores(scorer, val.images)
+    method = f"bootstrap; OpenVINO {openvino_engine.version()} fp32 through the Scorer"
+    m = auc_with_ci(val.labels, s, seed=seed).model_copy(update={"method": method})
+    return m, throughput(scorer)
+
+
 def train_model(
     cfg_path: str | Path | TrainConfig,
     manifest: str | Path,
@@ -189,36 +261,77 @@ def train_model(
     max_mb: float | None = MAX_MB,
     log: Callable[[str], None] | None = print,
 ) -> TrainOutcome:
-    """Train a patch scorer on the CRIC ``train`` cells (+ ``extra``), choose the best epoch on
-    ``val`` and write weights, card.json, README.md and history.json to ``out_dir``.
+    """Train a patch scorer on windows of virtual slides of the CRIC ``train`` fields
+    (+ ``extra``), choose the best epoch on the ``val`` fields (cells and slide windows) and
+    write weights, card.json, README.md and history.json to ``out_dir``.
 
     ``extra`` patches (e.g. from ``reviewed_patches``) are split by their ``group`` (one field
     each): with ``hold_out_extra`` about ``val_fraction`` of the fields go to validation,
-    otherwise all train. Inference precision on the card: bf16 + channels_last when its val AUC
-    is within ``BF16_TOLERANCE`` of fp32, else fp32. ``progress`` shows the bar; ``log`` gets
-    one-line summaries (None: silent). Raises ``CytoscreenError`` naming the file at fault.
+    otherwise all train; ``cfg.mix`` sets their share of the draws. Inference precision on the
+    card: bf16 + channels_last when its val AUC is within ``BF16_TOLERANCE`` of fp32, else
+    fp32. ``progress`` shows the bar; ``log`` gets one-line summaries (None: silent). Raises
+    ``CytoscreenError`` naming the file at fault. The ``test`` fields are never touched here.
     """
     cfg = resolve_config(cfg_path)
     manifest, splits_path, out = Path(manifest), Path(splits_path), Path(out_dir)
     say = log or (lambda _msg: None)
-    parts = _cric_cells(manifest, splits_path)
-    tr, va = parts["train"], parts["val"]
-    rng = random.Random(cfg.seed)
-    if cfg.limit_train and len(tr) > cfg.limit_train:
-        tr = rng.sample(tr, cfg.limit_train)
-    if cfg.limit_val and len(va) > cfg.limit_val:
-        va = rng.sample(va, cfg.limit_val)
+    if not manifest.is_file():
+        raise BadManifest(
+            "CRIC manifest not found",
+            slide=manifest,
+            hint="pass --manifest with the manifest.csv of the CRIC crops "
+            "(see shared/data/README.md)",
+        )
+    kits, _ = split_kits(manifest, splits_path)
+    for name in ("train", "val"):
+        k = kits[name]
+        say(f"{name}: {len(k.fields)} fields, {len(k)} labelled cells, {len(k.negative)} "
+            f"negative pieces, {len(k.units)} abnormal units")  # fmt: skip
+    ctx = cfg.context
+    slides = VirtualSlides(
+        kits["train"],
+        n_negative=ctx.n_negative,
+        n_positive=ctx.n_positive,
+        mpp=cfg.mpp,
+        patch_px=cfg.patch_px,
+        n_cells=ctx.n_cells,
+        n_abnormal=ctx.n_abnormal,
+        seed=cfg.seed,
+    )
     if hold_out_extra:
         extra_tr, extra_va = split_extra(extra, cfg.val_fraction, cfg.seed)
     else:
         extra_tr, extra_va = list(extra), []
-    n_cric_val = len(va)
     slide_tr, slide_va = _slide_examples(cfg, say)
-    tr, va = [*tr, *extra_tr, *slide_tr], [*va, *extra_va, *slide_va]
+    train_ds = TrainPatches(
+        slides,
+        [*extra_tr, *slide_tr],
+        epoch_size=cfg.epoch_size,
+        positive_share=ctx.positive_share,
+        mix=cfg.mix,
+        transform=train_pipeline(cfg.augment, seed=cfg.seed),
+        seed=cfg.seed,
+    )
+    val = _joined(
+        [
+            validation_set(cfg, kits["val"]),
+            *([_extra_eval(extra_va, "review")] if extra_va else []),
+            *([_extra_eval(slide_va, "written_slides")] if slide_va else []),
+        ]
+    )
     # recorded relative to the repository, so the card names no machine's folders
     sources = [source_name(manifest), source_name(splits_path), *extra_sources]
+    sources.append(
+        f"virtual slides of the train fields: {ctx.n_negative} negative + {ctx.n_positive} "
+        f"positive, {ctx.n_cells} labelled cells each, {ctx.n_abnormal[0]}-{ctx.n_abnormal[1]}"
+        " abnormal cells per positive slide"
+    )
     sources += [f"generated slides: {m}" for m in cfg.slides.manifests]
-    say(f"train {len(tr)} ({category_counts(tr)}); val {len(va)} ({category_counts(va)})")
+    n_pos = round(cfg.epoch_size * ctx.positive_share)
+    train_counts = {cfg.classes[0]: cfg.epoch_size - n_pos, cfg.classes[-1]: n_pos}
+    say(f"train: {cfg.epoch_size} fresh windows per epoch ({train_counts}) + {len(extra_tr)} "
+        f"reviewed and {len(slide_tr)} written-slide patches; val {len(val)} "
+        f"({dict(sorted(Counter(val.parts).items()))})")  # fmt: skip
 
     t0 = time.perf_counter()
     try:
@@ -229,44 +342,47 @@ def train_model(
             slide=out,
             hint="choose another --out or fix the folder's permissions",
         ) from None
-    res = train(cfg, tr, va, out, device=device, sources=sources, quiet=not progress)
+    res = train(
+        cfg, train_ds, val, out, device=device, sources=sources, train_counts=train_counts,
+        quiet=not progress,
+    )  # fmt: skip
     train_minutes = (time.perf_counter() - t0) / 60
-    images, labels = render_eval_set(va, cfg)
     scores, pps = {}, {}
     for key, prec, cl in (("fp32", "fp32", False), ("bf16", "bf16", True)):
         model, card0 = load_checkpoint(out)
         scorer = Scorer(model, card0, "cpu", prec, channels_last=cl)
-        scores[key] = positive_scores(scorer, images)
+        scores[key] = positive_scores(scorer, val.images)
         pps[key] = throughput(scorer)
-    aucs = {k: auc_with_ci(labels, s, seed=cfg.seed) for k, s in scores.items()}
+    aucs = {k: auc_with_ci(val.labels, s, seed=cfg.seed) for k, s in scores.items()}
     use_bf16 = abs(aucs["bf16"].value - aucs["fp32"].value) <= BF16_TOLERANCE
     chosen = "bf16" if use_bf16 else "fp32"
     s = scores[chosen]
-    validation = {"patch_auc": aucs[chosen], "patch_auc_fp32": aucs["fp32"]}
+    validation: dict[str, Metric] = part_aucs(val, s, cfg.seed)
+    validation["patch_auc_fp32"] = aucs["fp32"]
     validation["patch_auc_bf16_channels_last"] = aucs["bf16"]
-    cells = cells_only_auc(labels, [e.category for e in va], s, BACKGROUND, seed=cfg.seed)
-    if cells is not None:
-        validation["patch_auc_cells"] = cells
-    validation.update(sens_spec(labels, s, THRESHOLD))
-    if slide_va:  # the CRIC-only figure stays comparable with models trained without slides
-        validation["patch_auc_cric_val"] = auc_with_ci(
-            labels[:n_cric_val], s[:n_cric_val], seed=cfg.seed
-        )
-        lo = len(va) - len(slide_va)
-        validation["patch_auc_slide_val"] = auc_with_ci(labels[lo:], s[lo:], seed=cfg.seed)
+    cells = val.part(CELLS)
+    validation.update(sens_spec(val.labels[cells], s[cells], THRESHOLD))
+    ov = record_openvino(out, val, cfg.seed)
+    if ov is not None:
+        validation[auc_key("openvino", "fp32")] = ov[0]
+        pps["openvino"] = ov[1]
     card: ModelCard = res.card.model_copy(
         update={
             "validation": validation,
             "validation_by_category": category_report(
-                labels, [e.category for e in va], s, THRESHOLD, seed=cfg.seed
+                val.labels, list(val.categories), s, THRESHOLD, seed=cfg.seed
             ),
             "precision": chosen,
             "memory_format": "channels_last" if use_bf16 else "contiguous",
             "attribution": ATTRIBUTION,
             "notes": (
-                f"patch-level metrics on the val cells (never trained on) at score >= {THRESHOLD}"
-                f" with {chosen} inference; best epoch {res.best_epoch}/{len(res.history)} by val"
-                f" AUC; trained {train_minutes:.1f} min with {res.precision} autocast; throughput"
+                f"patch-level metrics on the val fields (never trained on): {int(cells.sum())}"
+                f" cells, each inside its own piece, and {int(val.part(SLIDES).sum())} windows of"
+                f" {ctx.val_slides} virtual val slides; sensitivity/specificity on the cells at"
+                f" score >= {THRESHOLD} with {chosen} inference; {val.skipped_nilm} NILM cells"
+                " left out (an abnormal nucleus in view); best epoch"
+                f" {res.best_epoch}/{len(res.history)} by the mean AUC of cells and windows;"
+                f" trained {train_minutes:.1f} min with {res.precision} autocast; throughput"
                 f" fp32 {pps['fp32']:.1f}, bf16+channels_last {pps['bf16']:.1f} patches/s on the"
                 " 2-core CPU. Research basis, not for clinical use; see README.md."
             ),
@@ -275,8 +391,11 @@ def train_model(
     model, _ = load_checkpoint(out)
     card = save_checkpoint(model, card, out)
     figures: dict[str, object] = {
-        "train_categories": category_counts(tr),
-        "val_categories": category_counts(va),
+        "train_fields": len(kits["train"].fields),
+        "val_fields": len(kits["val"].fields),
+        "train_cells": len(kits["train"]),
+        "val_categories": dict(sorted(Counter(val.categories).items())),
+        "skipped_nilm": val.skipped_nilm,
         "epochs": len(res.history),
         "best_epoch": res.best_epoch,
         "train_minutes": train_minutes,
@@ -285,6 +404,8 @@ def train_model(
         "auc_bf16": aucs["bf16"].value,
         "pps_fp32": pps["fp32"],
         "pps_bf16": pps["bf16"],
+        "pps_openvino": pps.get("openvino"),
+        "auc_openvino": ov[0].value if ov is not None else None,
     }
     if slide_tr or slide_va:
         figures["slides"] = (

@@ -19,13 +19,13 @@ def slide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     kit = bundled_kit()
     generate_slide(
         root / "negative.tiff",
-        SlideSpec(size=768, label="negative", seed=1, cell_bearing=0.4, clustering=0.0),
+        SlideSpec(size=768, label="negative", seed=1, density=3000.0),
         kit,
     )
     generate_slide(
         root / "positive.tiff",
         SlideSpec(
-            size=768, label="positive", seed=2, n_abnormal=4, cell_bearing=0.4, clustering=0.0
+            size=768, label="positive", seed=2, n_abnormal=4, density=3000.0
         ),
         kit,
     )

@@ -16,6 +16,7 @@ from cytoscreen.errors import BadCalibration
 from cytoscreen.pipeline import resolve_calibration, resolve_model, screen
 from cytoscreen.slide import load_calibration
 from cytoscreen.synth import bundled_kit, make_slide_set
+from cytoscreen.synth.patches import Conditions
 
 
 def test_calibrate_from_a_screened_manifest(
@@ -25,12 +26,12 @@ def test_calibrate_from_a_screened_manifest(
         tmp_path / "set",
         n_negative=2,
         n_positive=2,
-        size=512,
+        n_cells=150,
         n_blank=1,
         kit=bundled_kit(),
-        splits=(1.0, 0.0, 0.0),
-        cell_bearing=0.4,
-        clustering=0.0,
+        only="train",
+        n_abnormal=3,
+        conditions=Conditions(density={"liquid": (3000.0, 3000.0), "conventional": (3000.0, 3000.0)}),
     )
     out = tmp_path / "results"
     runner = CliRunner()

@@ -17,7 +17,7 @@ ScreenFn = Callable[..., Any]
 
 def _make_slide(path: Path, size: int = 768, seed: int = 1, **spec: Any) -> Path:
     """A small synthetic Pap slide (0.25 um/px, 256 px JPEG tiles) with cells everywhere."""
-    options: dict[str, Any] = {"label": "negative", "cell_bearing": 0.4, "clustering": 0.0}
+    options: dict[str, Any] = {"label": "negative", "density": 3000.0}
     options.update(spec)
     generate_slide(path, SlideSpec(size=size, seed=seed, **options), bundled_kit())
     return path

@@ -60,8 +60,7 @@ def pap(tmp_path_factory: pytest.TempPathFactory) -> list[Patches]:
             size=768,
             label=label,  # type: ignore[arg-type]
             seed=seed,
-            cell_bearing=0.4,
-            clustering=0.0,
+            density=3000.0,
             n_abnormal=4 if label == "positive" else None,
         )
         generate_slide(path, spec, kit)
@@ -169,7 +168,7 @@ def test_red_blue_swap_keeps_the_palette_statistics(pap: list[Patches]) -> None:
     BGR scan of a Pap slide is not reliably flagged; docs/usage.md says so)."""
     a = profile_patches(pap[0])
     b = profile_patches(np.ascontiguousarray(pap[0][..., ::-1]))
-    for name in ("dark_share", "clipped_share", "stained_log10_share", "dense_od", "chroma"):
+    for name in ("dark_share", "clipped_share", "stained_log10_share", "dense_log10_od", "chroma"):
         assert b.values[name] == pytest.approx(a.values[name], rel=1e-6, abs=1e-9), name
 
 

@@ -197,3 +197,33 @@ def test_the_record_says_how_its_scores_were_made(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     old = load_calibration(path)
     assert old.scoring is None and old.scoring_differs({"runtime": "torch"}) is None
+
+
+def test_threshold_holds_the_target_in_every_stratum(tmp_path: Path) -> None:
+    # pooled, 9 of 10 positives at >= 0.6 meet a 0.9 target; but the 1-cell stratum's own
+    # two positives score 0.65 and 0.3, so the threshold must come down to 0.3 for it
+    scores = [0.9, 0.9, 0.8, 0.8, 0.7, 0.7, 0.6, 0.6, 0.65, 0.3, 0.2, 0.25, 0.1, 0.5]
+    labels = [1] * 10 + [0] * 4
+    strata = {"n_abnormal": ["4-10"] * 8 + ["1", "1"] + ["0"] * 4}
+    pooled = cal(scores, labels, target_sensitivity=0.9)
+    assert pooled.threshold == 0.6
+    c = cal(scores, labels, target_sensitivity=0.9, strata=strata)
+    assert c.threshold == 0.3
+    one = c.strata["n_abnormal"]["1"]
+    assert one.sensitivity is not None and (one.sensitivity.k, one.sensitivity.n) == (2, 2)
+    assert one.specificity is None
+    neg = c.strata["n_abnormal"]["0"]
+    assert neg.sensitivity is None and neg.specificity is not None
+    assert (neg.specificity.k, neg.specificity.n) == (3, 4)  # 0.5 >= 0.3 goes to review
+    path = save_calibration(c, tmp_path / "c.json")
+    assert load_calibration(path) == c
+
+
+def test_negatives_outside_the_specificity_set_are_not_counted() -> None:
+    scores = [0.9, 0.8, 0.1, 0.2, 0.95]
+    labels = [1, 1, 0, 0, 0]
+    c = cal(scores, labels, target_sensitivity=0.9, specificity_mask=[True] * 4 + [False])
+    assert (c.tn, c.fp, c.n_slides) == (2, 0, 4)
+    assert any("1 negative slide(s) not counted" in w for w in c.warnings)
+    with pytest.raises(ValueError, match="one value per slide"):
+        cal(scores, labels, specificity_mask=[True])

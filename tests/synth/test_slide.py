@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 import json
 import tracemalloc
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import tiffslide
 
 from cytoscreen.synth import CellKit, SlideSpec, SlideTruth, generate_slide, load_truth
-from cytoscreen.synth.kit import BUNDLED_KIT, severity
+from cytoscreen.synth.kit import severity
 from cytoscreen.synth.slide import slide_label, truth_paths
 
 Slides = dict[str, tuple[Path, SlideTruth]]
@@ -68,14 +67,37 @@ def test_labels_follow_the_rule(slides: Slides) -> None:
     assert slide_label(()) == ("blank", None)
 
 
-def test_near_empty_crops_are_never_placed(slides: Slides, kit: CellKit) -> None:
-    with (BUNDLED_KIT / "manifest.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    empty = {int(r["cric_cell_id"]) for r in rows if r["near_empty"] == "1"}
-    usable = {int(r["cric_cell_id"]) for r in rows if r["near_empty"] == "0"}
-    assert empty and not empty & set(kit.cell_ids.tolist())
-    placed = {c.cric_cell_id for _, t in slides.values() for c in t.cells}
-    assert placed and placed <= usable
+def test_negative_slides_show_no_abnormal_nucleus(slides: Slides, kit: CellKit) -> None:
+    """A negative slide is built only from pieces in which no abnormal nucleus lies within the
+    margin of any window: every labelled cell it shows is NILM, and every piece's field has no
+    abnormal nucleus inside the piece's windows grown by the margin."""
+    from cytoscreen.synth.fields import ABNORMAL_MARGIN
+    from cytoscreen.synth.layout import plan_layout
+
+    for name in ("negative", "conventional", "nompp"):
+        truth = slides[name][1]
+        assert truth.cells and all(c.bethesda == "NILM" for c in truth.cells), name
+    spec = SlideSpec(size=1024, label="negative", seed=6, density=3000.0)
+    layout = plan_layout(spec, kit)
+    for s in layout.sprite[layout.is_piece]:
+        piece = kit.pieces[int(s)]
+        fld = kit.fields[piece.image_id]
+        for w in piece.windows:
+            x0, y0, x1, y1 = fld.window(w)
+            for a in fld.abnormal_ids:
+                nx, ny = fld.nucleus(a)
+                m = ABNORMAL_MARGIN
+                assert not (x0 - m <= nx < x1 + m and y0 - m <= ny < y1 + m)
+
+
+def test_slide_holds_its_target_cells_and_records_its_conditions(slides: Slides) -> None:
+    truth = slides["conventional"][1]
+    assert truth.prep == "conventional"
+    assert truth.conditions["stain"] == pytest.approx(1.2)
+    assert truth.conditions["blood"] == pytest.approx(0.5)
+    expected = 3000.0 * truth.area_mm2  # density x cell-bearing area
+    assert expected * 0.9 <= len(truth.cells) <= expected * 1.3
+    assert slides["positive"][1].prep == "liquid"
 
 
 def test_blank_slide_looks_blank(slides: Slides) -> None:
@@ -93,7 +115,8 @@ def test_cells_cover_a_realistic_share_of_the_circle(slides: Slides) -> None:
     yy, xx = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]]
     inside = np.hypot(xx - cx, yy - cy) < r
     stained = _od(rgb).max(axis=2) > 0.1
-    assert 0.1 < stained[inside].mean() < 0.6
+    assert 0.1 < stained[inside].mean() < 0.8
+    assert stained[~inside].mean() < 0.1  # cells stay inside the liquid-based preparation's circle
 
 
 def test_truth_files_and_geojson(slides: Slides) -> None:
@@ -116,7 +139,9 @@ def test_deterministic_for_a_seed(tmp_path: Path, kit: CellKit) -> None:
     spec = SlideSpec(size=512, label="positive", seed=11, n_abnormal=2)
     a = generate_slide(tmp_path / "a.tiff", spec, kit)
     b = generate_slide(tmp_path / "b.tiff", spec, kit)
-    c = generate_slide(tmp_path / "c.tiff", SlideSpec(size=512, label="positive", seed=12), kit)
+    c = generate_slide(
+        tmp_path / "c.tiff", SlideSpec(size=512, label="positive", seed=12, n_abnormal=2), kit
+    )
     assert a.cells == b.cells and a.cells != c.cells
     with (
         openslide.OpenSlide(str(tmp_path / "a.tiff")) as sa,
@@ -133,7 +158,7 @@ def test_deterministic_for_a_seed(tmp_path: Path, kit: CellKit) -> None:
 def test_memory_is_bounded_by_regions_not_slide_size(tmp_path: Path, kit: CellKit) -> None:
     size = 3072  # one level-0 RGB array alone would be 27 MB (float OD canvas: 113 MB)
     tracemalloc.start()
-    generate_slide(tmp_path / "m.tiff", SlideSpec(size=size, seed=1), kit, cache_mb=4)
+    generate_slide(tmp_path / "m.tiff", SlideSpec(size=size, seed=1), kit, cache_mb=4, reduce_mb=0)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 20 * 2**20, f"peak traced memory {peak / 2**20:.1f} MB"

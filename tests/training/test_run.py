@@ -1,4 +1,4 @@
-"""`cytoscreen train` and ``train_model``: a tiny CRIC-like manifest, a tiny model, reviews."""
+"""`cytoscreen train` and ``train_model``: the bundled CRIC fields, a tiny model, reviews."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 from typer.testing import CliRunner
 
 from cytoscreen.cli import app
 from cytoscreen.errors import CytoscreenError
 from cytoscreen.review.marks import Mark, open_store
 from cytoscreen.scoring.checkpoint import CARD_NAME, WEIGHTS_NAME, load_checkpoint
+from cytoscreen.synth.cric import ImageSplits, read_cric
+from cytoscreen.synth.kit import BUNDLED_KIT
 from cytoscreen.synth.tiffwriter import write_array_tiff
 from cytoscreen.training.config import TrainConfig
-from cytoscreen.training.data import LabelledPatch, read_cric_manifest
+from cytoscreen.training.data import LabelledPatch
 from cytoscreen.training.run import load_reviews, reviews_summary, split_extra
-from cytoscreen.training.splits import apply_splits, make_cell_splits
 
 TINY = {
     "arch": "test_efficientnet",
@@ -27,40 +27,39 @@ TINY = {
     "patch_px": 32,
     "mpp": 0.5,
     "epochs": 1,
+    "epoch_size": 32,
     "batch_size": 16,
     "precision": "fp32",
     "val_fraction": 0.25,
+    "num_workers": 0,
+    "mix": {"review": 0.25},
+    "context": {
+        "n_negative": 1,
+        "n_positive": 1,
+        "n_cells": 100,
+        "n_abnormal": [2, 4],
+        "val_slides": 2,
+        "val_windows": 20,
+    },
 }
 SLIDE_ID = "case-0a1b2c3d"
 
 
-def _crop(dark: bool, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.clip(225 + rng.normal(0, 2, (40, 40, 3)), 0, 255)
-    if dark:
-        yy, xx = np.mgrid[0:40, 0:40]
-        img[(yy - 20) ** 2 + (xx - 20) ** 2 < 8**2] = (70, 50, 120)
-    return img.astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def cric(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A CRIC-like manifest (4 cells per class/near-empty stratum) and its split file."""
-    root = tmp_path_factory.mktemp("cric")
-    rows = ["path,bethesda,abnormal,cric_cell_id,near_empty"]
-    spec = [("NILM", 0), ("HSIL", 0), ("LSIL", 0), ("NILM", 1), ("HSIL", 1)]
-    k = 0
-    for bethesda, empty in spec:
-        for _ in range(4):
-            Image.fromarray(_crop(not empty, k)).save(root / f"{k}.png")
-            rows.append(f"{k}.png,{bethesda},{int(bethesda != 'NILM')},{100 + k},{empty}")
-            k += 1
-    manifest = root / "manifest.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    cells = read_cric_manifest(manifest)
-    splits = root / "splits.json"
-    splits.write_text(make_cell_splits(cells, seed=0).to_json(cells))
-    return manifest, splits
+    """The bundled kit's manifest (real CRIC fields) and a split of its fields by image in
+    which every split holds NILM-only fields and fields with abnormal cells."""
+    crops = read_cric(BUNDLED_KIT / "manifest.csv")
+    ids = sorted({c.image_id for c in crops})
+    has_ab = sorted({c.image_id for c in crops if c.abnormal})
+    order = [i for i in ids if i not in has_ab] + has_ab
+    parts: dict[str, set[int]] = {"train": set(), "val": set(), "test": set()}
+    for k, i in enumerate(order):
+        parts[("train", "val", "test")[k % 3]].add(i)
+    splits = ImageSplits(0, (0.6, 0.2, 0.2), {k: frozenset(v) for k, v in parts.items()})
+    path = tmp_path_factory.mktemp("cric") / "splits.json"
+    path.write_text(splits.to_json(crops))
+    return BUNDLED_KIT / "manifest.csv", path
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +99,6 @@ def _results(root: Path, marks: list[tuple[int, str, str | None]]) -> Path:
     return out
 
 
-def _train_counts(manifest: Path, splits: Path) -> dict[str, int]:
-    from cytoscreen.training.splits import load_cell_splits
-
-    train = apply_splits(read_cric_manifest(manifest), load_cell_splits(splits))["train"]
-    return {"negative": sum(c.label == 0 for c in train), "abnormal": sum(c.label for c in train)}
-
-
 def test_cli_trains_with_reviews_end_to_end(
     tmp_path: Path, cric: tuple[Path, Path], tiny_cfg: Path
 ) -> None:
@@ -124,15 +116,13 @@ def test_cli_trains_with_reviews_end_to_end(
     for name in (WEIGHTS_NAME, CARD_NAME, "README.md", "history.json"):
         assert (out / name).is_file(), name
     _, card = load_checkpoint(out)
-    base = _train_counts(manifest, splits)
     # three fields are too few to hold any out: all twelve patches are training data
-    assert card.training.counts == {
-        "negative": base["negative"] + 8,
-        "abnormal": base["abnormal"] + 4,
-    }
-    assert card.training.sources[-1] == "reviews:RESULTS"
+    assert "12 reviewed" in res.output
+    assert card.training.counts == {"negative": 16, "abnormal": 16}  # context draws per epoch
+    assert "reviews:RESULTS" in card.training.sources
     assert card.preprocessing.input_size == (3, 32, 32) and card.mpp == 0.5
     assert card.validation["patch_auc"].n == sum(card.training.validation_counts.values())
+    assert {"patch_auc_cells", "patch_auc_slides"} <= set(card.validation)
     assert card.precision in ("fp32", "bf16")
     readme = (out / "README.md").read_text()
     assert card.model_id in readme and "12 patches trained on" in readme

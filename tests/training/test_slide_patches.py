@@ -11,9 +11,8 @@ import pytest
 from cytoscreen.errors import BadManifest
 from cytoscreen.synth import SlideSpec, bundled_kit, generate_slide
 from cytoscreen.synth.slide import truth_paths
-from cytoscreen.training.config import load_train_config
-from cytoscreen.training.loop import mix_weights, source_kind
-from cytoscreen.training.run import REPO, split_extra
+from cytoscreen.training.data import mix_shares
+from cytoscreen.training.run import split_extra
 from cytoscreen.training.slide_patches import (
     AMBIGUOUS,
     choose_patches,
@@ -45,16 +44,18 @@ def test_choose_patches_keeps_positives_caps_negatives_drops_ambiguous() -> None
     assert (choose_patches(labels, None, np.random.default_rng(0)).size) == 53
 
 
-def test_mix_weights_give_each_kind_its_share_balanced_by_label() -> None:
-    kinds = ["cric"] * 10 + ["slides"] * 40
-    labels = np.array([0] * 8 + [1] * 2 + [0] * 36 + [1] * 4)
-    w = mix_weights(kinds, labels, {"cric": 1.0, "slides": 3.0})
-    assert w.sum() == pytest.approx(1.0)
-    assert w[:10].sum() == pytest.approx(0.25)
-    assert w[10:46].sum() == pytest.approx(0.375)  # slides negatives: half of 0.75
-    assert w[46:].sum() == pytest.approx(0.375)
-    with pytest.raises(ValueError, match="no weight"):
-        mix_weights(["review"] * 3, np.array([0, 1, 0]), {"cric": 1.0})
+def test_mix_shares_give_each_kind_its_share() -> None:
+    kinds = ["review"] * 10 + ["slides"] * 40
+    assert mix_shares(kinds, {"review": 0.1, "slides": 0.3}) == {"review": 0.1, "slides": 0.3}
+    assert mix_shares(kinds, {"review": 1.0, "slides": 3.0}, context=False) == {
+        "review": 0.25,
+        "slides": 0.75,
+    }
+    assert mix_shares(kinds, None) == {"review": 0.25, "slides": 0.25}
+    with pytest.raises(ValueError, match="nothing for the context"):
+        mix_shares(kinds, {"review": 0.5, "slides": 0.5})
+    with pytest.raises(ValueError, match="draws from none"):
+        mix_shares(["review"], {"other": 1.0}, context=False)
 
 
 def _tiny_set(root: Path) -> Path:
@@ -65,8 +66,7 @@ def _tiny_set(root: Path) -> Path:
             size=1024,
             label=label,  # type: ignore[arg-type]
             seed=31 + i,
-            cell_bearing=0.3,
-            clustering=0.0,
+            density=2500.0,
             n_abnormal=6 if label == "positive" else None,
             debris_per_mm2=0.0,
         )
@@ -94,7 +94,7 @@ def test_slide_patches_from_tiny_generated_slides(tmp_path: Path) -> None:
     for p in patches:
         assert p.image.shape == (224, 224, 3) and p.image.dtype == np.uint8
         assert p.source == f"slides:{p.group.removeprefix('slide:')}"
-        assert source_kind(p) == "slides"
+        assert p.kind == "slides"
         by_slide.setdefault(p.group, []).append(p.label)
     assert set(by_slide) == {"slide:s0", "slide:s1", "slide:s2"}
     assert sum(by_slide["slide:s1"]) == 0  # negative slide: no positive patch
@@ -116,11 +116,6 @@ def test_read_slide_manifest_names_the_file(tmp_path: Path) -> None:
     bad.write_text("slide_id,path,ground_truth\nx,slides/x.tiff,slides/x.cells.json\n")
     with pytest.raises(BadManifest, match="missing"):
         read_slide_manifest(bad)
-
-
-def test_slides_config_is_valid() -> None:
-    cfg = load_train_config(REPO / "configs" / "train" / "slides.yaml")
-    assert cfg.slides.manifests and cfg.mix is not None and set(cfg.mix) == {"cric", "slides"}
 
 
 def test_build_model_starts_from_a_model_folder() -> None:

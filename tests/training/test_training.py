@@ -4,23 +4,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from cytoscreen.errors import BadManifest, ConfigError
 from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.synth import bundled_kit
+from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.augment import train_pipeline
 from cytoscreen.training.config import TrainConfig, load_train_config
-from cytoscreen.training.data import (
-    LabelledPatch,
-    PatchDataset,
-    read_cric_manifest,
-    split_by_group,
-)
-from cytoscreen.training.loop import _loader, seed_everything, train
-from cytoscreen.training.metrics import auc_with_ci, cells_only_auc, proportion, sens_spec
-from cytoscreen.training.render import background_rgb
+from cytoscreen.training.data import LabelledPatch, TrainPatches, split_by_group
+from cytoscreen.training.evaluate import EvalSet
+from cytoscreen.training.loop import selection_auc, train
+from cytoscreen.training.metrics import auc_with_ci, proportion, sens_spec
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def background_rgb(px: int, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(235 + rng.normal(0, 3, (px, px, 3)), 0, 255).astype(np.uint8)
 
 
 def _blob_patches(n: int, px: int, seed: int, groups_per: int = 1) -> list[LabelledPatch]:
@@ -64,26 +66,36 @@ def test_split_keeps_each_group_on_one_side() -> None:
     assert {e.label for e in va} == {0, 1}
 
 
-def test_weighted_sampler_balances_classes() -> None:
-    ex = _blob_patches(90, 16, 0)  # one third positive
-    ds = PatchDataset(ex, patch_px=16, crop_mpp=0.25, mpp=0.5, train=True)
-    cfg = TrainConfig(batch_size=90, balance="sampler")
-    labels = np.concatenate(
-        [y.numpy() for _ in range(5) for _, y in _loader(ds, cfg, seed_everything(0), True)]
-    )
-    assert 0.4 < labels.mean() < 0.6
+def test_train_patches_draw_the_positive_share_and_the_mix() -> None:
+    vs = VirtualSlides(
+        bundled_kit(), n_negative=1, n_positive=1, mpp=0.5, patch_px=32, n_cells=150,
+        n_abnormal=(3, 5), seed=0,
+    )  # fmt: skip
+    ds = TrainPatches(vs, epoch_size=200, positive_share=0.3, seed=1)
+    labels = [ds[i][1] for i in range(200)]
+    assert 0.2 < float(np.mean(labels)) < 0.4
+    x, _ = ds[0]
+    assert tuple(x.shape) == (3, 32, 32) and x.dtype == torch.uint8
+    extra = _blob_patches(30, 32, 0)
+    mixed = TrainPatches(vs, extra, epoch_size=300, mix={"review": 0.5}, seed=2)
+    rng = np.random.default_rng(0)
+    draws = [mixed.draw(rng)[0] for _ in range(300)]
+    from_extra = sum(any(img is e.image for e in extra) for img in draws)
+    assert 110 < from_extra < 190
+    with pytest.raises(BadManifest, match="expected"):
+        TrainPatches(vs, _blob_patches(3, 16, 0), epoch_size=10, mix={"review": 0.5})
 
 
-def test_manifest_problems_are_reported_by_row(tmp_path: Path) -> None:
-    (tmp_path / "a.png").write_bytes(b"")
-    (tmp_path / "m.csv").write_text(
-        "path,bethesda,abnormal,cric_cell_id,width,height,near_empty\n"
-        "a.png,NILM,1,1,100,100,0\nb.png,HSIL,1,2,100,100,0\nc.png,XYZ,1,3,100,100,0\n"
+def test_selection_auc_is_the_mean_over_the_parts() -> None:
+    val = EvalSet(
+        images=np.zeros((8, 4, 4, 3), np.uint8),
+        labels=np.array([0, 1, 0, 1, 0, 1, 0, 1]),
+        categories=("x",) * 8,
+        parts=("cells",) * 4 + ("slides",) * 4,
     )
-    with pytest.raises(BadManifest) as err:
-        read_cric_manifest(tmp_path / "m.csv")
-    text = str(err.value)
-    assert "row 2" in text and "row 3: no file" in text and "row 4" in text
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.9, 0.1, 0.8, 0.2], np.float32)
+    mean, parts = selection_auc(val, scores)
+    assert parts == {"cells": 1.0, "slides": 0.0} and mean == 0.5
 
 
 def test_metrics_intervals_contain_value() -> None:
@@ -98,40 +110,38 @@ def test_metrics_intervals_contain_value() -> None:
 
 
 def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
-    ex = _blob_patches(96, 32, 0)
+    ex = _blob_patches(144, 32, 0)
     tr, va = split_by_group(ex, 0.25, seed=0)
     cfg = TrainConfig(
         arch="test_efficientnet",
         pretrained="none",
         patch_px=32,
         epochs=4,
+        epoch_size=96,
         batch_size=16,
         lr=0.01,
         precision="fp32",
+        num_workers=0,
         augment={"jpeg_p": 0.0, "blur_p": 0.0, "scale_p": 0.0},
     )
-    res = train(cfg, tr, va, tmp_path / "m", device="cpu", quiet=True)
+    ds = TrainPatches(
+        None, tr, epoch_size=96, mix={"review": 1.0}, seed=0,
+        transform=train_pipeline(cfg.augment, seed=0),
+    )  # fmt: skip
+    val = EvalSet(
+        images=np.stack([e.image for e in va]),
+        labels=np.array([e.label for e in va]),
+        categories=tuple(e.category for e in va),
+        parts=("review",) * len(va),
+    )
+    res = train(cfg, ds, val, tmp_path / "m", device="cpu", quiet=True, train_counts={"n": 96})
     aucs = [h["val_auc"] for h in res.history]
     assert res.best_auc == max(aucs) and res.best_epoch == aucs.index(max(aucs)) + 1
     assert res.best_auc > 0.85
-    model, card = load_checkpoint(tmp_path / "m")
-    assert card.training.counts == {
-        "negative": sum(e.label == 0 for e in tr),
-        "abnormal": sum(e.label == 1 for e in tr),
+    _, card = load_checkpoint(tmp_path / "m")
+    assert card.training.counts == {"n": 96}
+    assert card.training.validation_counts == {
+        "negative": sum(e.label == 0 for e in va),
+        "abnormal": sum(e.label == 1 for e in va),
     }
     assert card.preprocessing.input_size == (3, 32, 32)
-
-
-def test_cells_only_auc_leaves_background_out() -> None:
-    # background patches score lowest and flatter the full AUC (9 of 10 pairs ordered); among
-    # cells only 3 of the 4 (abnormal, NILM) pairs are ordered
-    labels = [0, 0, 0, 1, 1, 0, 0]
-    cats = ["background", "background", "background", "HSIL", "LSIL", "NILM", "NILM"]
-    scores = [0.0, 0.1, 0.2, 0.9, 0.5, 0.6, 0.4]
-    full = auc_with_ci(labels, scores, n_boot=0)
-    cells = cells_only_auc(labels, cats, scores, "background")
-    assert cells is not None
-    assert full.value == pytest.approx(9 / 10)
-    assert cells.value == pytest.approx(3 / 4) and cells.n == 4
-    # no NILM cell left once background is dropped: nothing to report
-    assert cells_only_auc([0, 1], ["background", "HSIL"], [0.1, 0.9], "background") is None

@@ -1,0 +1,49 @@
+"""The applicability check: a slide's patch scores against the calibration negatives'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytoscreen.slide.applicability import (
+    MIN_PATCHES,
+    check_scores,
+    fit_score_reference,
+    logit,
+    score_stats,
+)
+
+
+def _slide(rng: np.random.Generator, shift: float = 0.0, n: int = 400) -> np.ndarray:
+    """Patch probabilities of a normal background: log-odds ~ N(-4 + shift, 1)."""
+    return 1.0 / (1.0 + np.exp(-(rng.normal(-4.0 + shift, 1.0, n))))
+
+
+def test_score_stats_quantiles_of_the_log_odds() -> None:
+    p = np.full(100, 0.5)
+    p[:10] = np.nan  # unscored patches are left out
+    st = score_stats(p)
+    assert st is not None and st["q50"] == pytest.approx(0.0, abs=1e-9)
+    assert score_stats(np.full(MIN_PATCHES - 1, 0.2)) is None
+    cells = np.zeros(100, bool)
+    cells[50:] = True
+    q = np.r_[np.full(50, 0.01), np.full(50, 0.9)]
+    assert score_stats(q, cells)["q50"] == pytest.approx(float(logit([0.9])[0]))  # type: ignore[index]
+    assert logit([0.0, 1.0]).tolist() == pytest.approx([-9.21, 9.21], abs=0.01)  # clipped
+
+
+def test_shifted_backgrounds_fail_the_check_both_ways() -> None:
+    rng = np.random.default_rng(0)
+    stats = [score_stats(_slide(rng, rng.normal(0, 0.2))) for _ in range(60)]
+    ref = fit_score_reference([s for s in stats if s is not None], limit=4.0, source="test")
+    assert ref.n_slides == 60 and set(ref.centre) == {"q50", "q90", "q99"}
+    inside = [check_scores(score_stats(_slide(rng, rng.normal(0, 0.2))), ref) for _ in range(50)]
+    assert sum(c.applicable for c in inside) >= 48  # in-distribution slides pass
+    up = check_scores(score_stats(_slide(rng, 2.5)), ref)
+    down = check_scores(score_stats(_slide(rng, -2.5)), ref)
+    for check, word in ((up, "above"), (down, "below")):
+        assert not check.applicable and check.shift > 4.0 and word in check.note
+    few = check_scores(None, ref)
+    assert few.applicable and not few.measured
+    with pytest.raises(ValueError, match="at least 5"):
+        fit_score_reference(stats[:3], limit=4.0, source="x")  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""Windows of virtual slides and cell patches: the model's training and evaluation examples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cytoscreen.synth import CellKit
+from cytoscreen.synth.patches import EDGE_UM, VirtualSlides, cell_patches
+
+
+def test_windows_hold_what_their_label_says(kit: CellKit) -> None:
+    vs = VirtualSlides(
+        kit, n_negative=1, n_positive=1, mpp=0.5, patch_px=64, n_cells=200,
+        n_abnormal=(4, 6), seed=3,
+    )  # fmt: skip
+    assert vs.level == 1 and vs.size_l0 == 128
+    assert len(vs.negative) == 1 and len(vs.positive) == 1
+    rng = np.random.default_rng(0)
+    edge = EDGE_UM / kit.mpp
+    for _ in range(20):
+        s, x0, y0 = vs.positive_window(rng)
+        assert vs.label_of(s, x0, y0) == 1
+        ab = vs.slides[s].abnormal_xy
+        inside = (ab[:, 0] >= x0 + edge) & (ab[:, 0] < x0 + 128 - edge)
+        inside &= (ab[:, 1] >= y0 + edge) & (ab[:, 1] < y0 + 128 - edge)
+        assert inside.any()
+        window = vs.negative_window(rng)
+        assert window is not None and vs.label_of(*window) == 0
+        img = vs.render(*window)
+        assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    # a window with an abnormal nucleus just outside its border is ambiguous, never negative
+    s = vs.positive[0]
+    x, y = vs.slides[s].abnormal_xy[0]
+    assert vs.label_of(s, x + 2, y - 64) == -1
+
+
+def test_cell_patches_one_per_cell_with_its_own_label(kit: CellKit) -> None:
+    cp = cell_patches(kit, mpp=0.5, patch_px=64, seed=1)
+    n_cells = sum(len(f.crops) for f in kit.fields.values())
+    assert len(cp.labels) + cp.skipped_nilm == n_cells
+    assert set(cp.cell_ids.tolist()) | set() == set(cp.cell_ids.tolist())
+    assert len(set(cp.cell_ids.tolist())) == len(cp.labels)  # each cell once
+    assert cp.labels.sum() == sum(c.abnormal for f in kit.fields.values() for c in f.crops)
+    assert cp.images.shape == (len(cp.labels), 64, 64, 3)
+    again = cell_patches(kit, mpp=0.5, patch_px=64, seed=1)
+    np.testing.assert_array_equal(cp.images, again.images)  # deterministic for a seed
