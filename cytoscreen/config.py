@@ -50,7 +50,7 @@ class ReaderConfig(_Section):
 
 
 class TilingConfig(_Section):
-    target_mpp: float = 0.5  # um/px of the patches the model sees
+    target_mpp: float = 0.25  # um/px of the patches the model sees
     patch_size: int = Field(224, ge=16, le=4096)  # pixels at target_mpp
     overlap: int = Field(0, ge=0)  # pixels shared by neighbouring patches, at target_mpp
     block_patches: int = Field(8, ge=1, le=64)  # a read block is block_patches^2 patches
@@ -66,6 +66,9 @@ class TilingConfig(_Section):
 
 class ForegroundConfig(_Section):
     thumbnail_mpp: float = Field(8.0, gt=0.5, le=64.0)  # resolution of the mask
+    # resolution the slide is read at for the mask: each mask pixel keeps the mean and the
+    # darkest value of the samples it covers, so a lone 5 um nucleus is not averaged away
+    sample_mpp: float = Field(2.0, gt=0.2, le=64.0)
     method: Literal["od", "saturation"] = "od"
     od_threshold: float = Field(0.06, gt=0.0, le=3.0)  # optical density counted as stained
     saturation_threshold: float = Field(0.07, gt=0.0, le=1.0)

@@ -3,8 +3,12 @@
 NEGATIVE only when the slide is assessable and scores below the threshold; a score equal to the
 threshold goes to REVIEW. NOT_ASSESSABLE (never NEGATIVE) when nothing could be scored, too many
 patches were unreadable, the resolution is wrong, the slide is unlike the training data, or it
-holds too few cells. Following Bethesda, abnormal cells make a specimen satisfactory: a scanty
-slide that scores at or above the threshold goes to REVIEW (``abnormal_overrides_cellularity``).
+holds too few cells for its preparation type (Bethesda: 5,000 squamous cells on a liquid-based
+preparation, 8,000 on a conventional smear; ``TriageSettings.min_cellularity``). Following
+Bethesda, abnormal cells make a specimen satisfactory: a scanty slide that scores at or above the
+threshold goes to REVIEW (``abnormal_overrides_cellularity``). The cell count is an estimate
+with an expected relative error (``cellularity_error``); a count that close to the minimum, on
+either side, says so in the reasons.
 """
 
 from __future__ import annotations
@@ -66,12 +70,30 @@ def _problems(
     return out, s.cellularity < settings.min_cellularity
 
 
-def _reasons(s: SlideScore, threshold: float) -> list[str]:
+def near_minimum(cellularity: int, settings: TriageSettings) -> bool:
+    """Whether the minimum lies within the count's expected error of ``cellularity``
+    (``|count - minimum| <= cellularity_error * count``)."""
+    gap = abs(cellularity - settings.min_cellularity)
+    return settings.min_cellularity > 0 and gap <= settings.cellularity_error * cellularity
+
+
+def cellularity_reason(cellularity: int, settings: TriageSettings) -> str:
+    """``cellularity N cells``, with a note when the minimum is within the count's error."""
+    text = f"cellularity {cellularity:,} cells"
+    if near_minimum(cellularity, settings):
+        text += (
+            f", within the count's expected error (±{settings.cellularity_error:.0%}) of the "
+            f"{settings.min_cellularity:,} minimum for a {settings.preparation_name}"
+        )
+    return text
+
+
+def _reasons(s: SlideScore, threshold: float, settings: TriageSettings) -> list[str]:
     out = []
     if s.score is not None and math.isfinite(s.score):
         sign = ">=" if s.score >= threshold else "<"
         out.append(f"score {_fmt(s.score)} {sign} threshold {_fmt(threshold)} ({s.rule})")
-    out.append(f"cellularity {s.cellularity:,} cells")
+    out.append(cellularity_reason(s.cellularity, settings))
     out.append(f"scored {s.n_scored:,} of {s.n_patches:,} patches ({s.n_unreadable:,} unreadable)")
     for f in s.fields[:N_FIELD_REASONS]:
         out.append(
@@ -98,7 +120,10 @@ def decide(
     threshold = calibration.threshold
     problems, scanty = _problems(slide_score, adequacy, settings)
     warnings = [f"calibration: {w}" for w in calibration.warnings]
-    cells = f"{slide_score.cellularity:,} cells, below the minimum of {settings.min_cellularity:,}"
+    cells = (
+        f"{slide_score.cellularity:,} cells, below the minimum of {settings.min_cellularity:,} "
+        f"for a {settings.preparation_name}"
+    )
     score = slide_score.score
     flagged = not problems and score is not None and score >= threshold
     if problems:
@@ -114,7 +139,9 @@ def decide(
             warnings.append(f"scanty slide ({cells}) reviewed because it scores at/above threshold")
     else:
         outcome = Outcome.NEGATIVE
-    reasons = [f"not assessable: {p}" for p in problems] + _reasons(slide_score, threshold)
+    reasons = [f"not assessable: {p}" for p in problems] + _reasons(
+        slide_score, threshold, settings
+    )
     return TriageDecision(
         outcome=outcome,
         score=score,

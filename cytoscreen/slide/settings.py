@@ -6,11 +6,16 @@ are plain pydantic models (unknown keys are errors) so ``cytoscreen.config`` can
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RuleName = Literal["max", "top_k_mean", "noisy_or", "count_over", "learned"]
+Preparation = Literal["liquid", "conventional"]
+PREPARATION_NAMES: dict[str, str] = {
+    "liquid": "liquid-based preparation",
+    "conventional": "conventional smear",
+}
 
 
 class _Settings(BaseModel):
@@ -35,12 +40,41 @@ class FieldSettings(_Settings):
 
 
 class TriageSettings(_Settings):
-    """When a slide cannot be assessed at all."""
+    """When a slide cannot be assessed at all.
 
-    min_cellularity: int = Field(5000, ge=0)  # Bethesda LBP adequacy: >= 5,000 squamous cells
+    Cellularity follows Bethesda: at least ``min_cells_liquid`` well-preserved squamous cells on
+    a liquid-based preparation, ``min_cells_conventional`` on a conventional smear; which one
+    applies is ``preparation``, a setting of the run. ``min_cellularity`` is the minimum in
+    force: left unset (None) it is the preparation's minimum; set, it overrides both (tests,
+    demo slides smaller than a preparation).
+    """
+
+    preparation: Preparation = "liquid"
+    min_cells_liquid: int = Field(5000, ge=0)  # Bethesda 2014: liquid-based preparation
+    min_cells_conventional: int = Field(8000, ge=0)  # Bethesda 2014: conventional smear
+    min_cellularity: int = Field(5000, ge=0)  # the minimum in force (see the class docstring)
+    # expected relative error of the nucleus count (scripts/bench_cellularity.py: median
+    # absolute error of the count against the reference on generated slides); a count within
+    # this share of the minimum says so in the slide's reasons
+    cellularity_error: float = Field(0.09, ge=0.0, le=1.0)
     max_unreadable_share: float = Field(0.05, ge=0.0, le=1.0)  # of the slide's patches
     # largest robust z-distance of the slide's stain/colour profile from the model's domain
     # reference (domain.json); None = measured and recorded but not checked. 6: every generated
     # Pap slide measured stays below 4, every off-domain kind but colour-channel swaps above 7.8
     max_domain_shift: float | None = Field(6.0, ge=0.0)
     abnormal_overrides_cellularity: bool = True  # Bethesda: abnormal cells make it satisfactory
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimum_of_the_preparation(cls, data: Any) -> Any:
+        """An unset ``min_cellularity`` becomes the minimum of the preparation type."""
+        if not isinstance(data, dict) or data.get("min_cellularity") is not None:
+            return data
+        prep = data.get("preparation", "liquid")
+        key = "min_cells_conventional" if prep == "conventional" else "min_cells_liquid"
+        default = cls.model_fields[key].default
+        return {**data, "min_cellularity": data.get(key, default)}
+
+    @property
+    def preparation_name(self) -> str:
+        return PREPARATION_NAMES[self.preparation]

@@ -109,6 +109,71 @@ def test_min_cellularity_is_configurable() -> None:
     assert decide(s, CAL, settings=TriageSettings(min_cellularity=50)).outcome is Outcome.NEGATIVE
 
 
+@pytest.mark.parametrize(
+    ("preparation", "cells", "outcome"),
+    [
+        ("liquid", 5000, Outcome.NEGATIVE),
+        ("liquid", 4999, Outcome.NOT_ASSESSABLE),
+        ("conventional", 7999, Outcome.NOT_ASSESSABLE),
+        ("conventional", 8000, Outcome.NEGATIVE),
+    ],
+)
+def test_the_minimum_follows_the_preparation_type(
+    preparation: str, cells: int, outcome: Outcome
+) -> None:
+    settings = TriageSettings(preparation=preparation)  # type: ignore[arg-type]
+    d = decide(replace(OK, cellularity=cells), CAL, settings=settings)
+    assert d.outcome is outcome
+    if outcome is Outcome.NOT_ASSESSABLE:
+        name = "liquid-based preparation" if preparation == "liquid" else "conventional smear"
+        minimum = 5000 if preparation == "liquid" else 8000
+        expected = f"too few cells: {cells:,} cells, below the minimum of {minimum:,} for a {name}"
+        assert any(expected in r for r in d.reasons), d.reasons
+
+
+def test_preparation_minimums_and_the_override() -> None:
+    assert TriageSettings().min_cellularity == 5000
+    assert TriageSettings(preparation="conventional").min_cellularity == 8000
+    custom = TriageSettings(preparation="conventional", min_cells_conventional=7000)
+    assert custom.min_cellularity == 7000
+    # an explicit minimum overrides both types; null (YAML) means the preparation's own
+    assert TriageSettings(preparation="conventional", min_cellularity=50).min_cellularity == 50
+    unset = TriageSettings.model_validate({"preparation": "conventional", "min_cellularity": None})
+    assert unset.min_cellularity == 8000
+
+
+def test_abnormal_overrides_cellularity_on_a_conventional_smear() -> None:
+    settings = TriageSettings(preparation="conventional")
+    s = replace(OK, score=0.8, cellularity=6000)  # adequate for liquid, scanty for a smear
+    assert decide(s, CAL, settings=settings).outcome is Outcome.REVIEW
+    strict = TriageSettings(preparation="conventional", abnormal_overrides_cellularity=False)
+    assert decide(s, CAL, settings=strict).outcome is Outcome.NOT_ASSESSABLE
+
+
+@pytest.mark.parametrize(
+    ("cells", "near", "outcome"),
+    [
+        (5120, True, Outcome.NEGATIVE),  # above the minimum, within 8% of it
+        (5430, True, Outcome.NEGATIVE),  # |5430 - 5000| = 430 <= 0.08 * 5430 = 434.4
+        (5440, False, Outcome.NEGATIVE),  # 440 > 435.2
+        (4700, True, Outcome.NOT_ASSESSABLE),  # below, but within the count's error
+        (4620, False, Outcome.NOT_ASSESSABLE),  # 380 > 369.6
+    ],
+)
+def test_a_count_within_its_error_of_the_minimum_says_so(
+    cells: int, near: bool, outcome: Outcome
+) -> None:
+    settings = TriageSettings(cellularity_error=0.08)
+    d = decide(replace(OK, cellularity=cells), CAL, settings=settings)
+    assert d.outcome is outcome
+    note = (
+        f"cellularity {cells:,} cells, within the count's expected error (±8%) of the 5,000 "
+        "minimum for a liquid-based preparation"
+    )
+    assert (note in d.reasons) is near, d.reasons
+    assert (f"cellularity {cells:,} cells" in d.reasons) is not near
+
+
 def test_all_problems_are_listed() -> None:
     s = replace(OK, score=None, n_scored=0, n_unreadable=1000, cellularity=0)
     d = decide(s, CAL, Adequacy(resolution_ok=False))

@@ -115,7 +115,7 @@ def test_strip_reads_equal_one_read(
 
 
 def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
-    """>= 99% of ground-truth cells of generated slides lie inside emitted patches."""
+    """>= 99.5% of ground-truth cells of generated slides lie inside emitted patches."""
     from cytoscreen.config import Config
     from cytoscreen.synth.kit import bundled_kit
     from cytoscreen.synth.layout import SlideSpec
@@ -127,9 +127,7 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
     for seed, label in [(2, "positive"), (3, "blank")]:
         slide = tmp_path / f"{label}.tif"
         truth = generate_slide(
-            slide,
-            SlideSpec(size=2560, seed=seed, label=label, cell_bearing=0.4, clustering=0.0),
-            kit,
+            slide, SlideSpec(size=2560, seed=seed, label=label, density=400.0, grouping=0.0), kit
         )
         cache = open_cache(tile_slide(slide, Config(), tmp_path / "cache"))
         if label == "blank":
@@ -146,12 +144,154 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
         inside, total = inside + int(hit.sum()), total + len(c)
         # cellularity: the tiler's nucleus count is an estimate of the cells placed
         counted = int(cache.nuclei[cache.valid].sum())
-        assert 0.5 * len(c) <= counted <= 1.5 * len(c), (counted, len(c))
+        assert 0.8 * len(c) <= counted <= 1.5 * len(c), (counted, len(c))
         # the mask is selective: the slide's empty margins outside the cell circle are skipped
         from cytoscreen.tiling.grid import grid_positions
 
         assert len(cache) < len(grid_positions(2560, s, s)) ** 2
-    assert total > 100 and inside / total >= 0.99
+    assert total > 50 and inside / total >= 0.995
+
+
+# --------------------------------------------------------------------------- lone cells, dirt
+# Synthetic views read at 2 um/px (the default sample_mpp) and pooled by 4 into the 8 um/px
+# mask grid, as slide_foreground does.
+
+SAMPLE_MPP = 2.0
+GLASS = np.array([239.0, 237.0, 241.0])
+
+
+def _view(od: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Pixels through an optical-density image (h, w, 3) on slightly noisy glass."""
+    rng = np.random.default_rng(seed)
+    lit = GLASS * (1.0 + rng.normal(0.0, 0.004, od.shape[:2] + (1,)))
+    return np.clip(lit * 10.0 ** (-od) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _disc_od(shape: tuple[int, int], x: float, y: float, r_um: float) -> np.ndarray:
+    """A soft disc of radius ``r_um`` (1 inside, a 1-sample ramp) on a SAMPLE_MPP grid."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    dist = np.hypot(xx - x, yy - y) * SAMPLE_MPP
+    return np.clip((r_um - dist) / SAMPLE_MPP + 0.5, 0.0, 1.0)
+
+
+def _mask(rgb: np.ndarray, cfg: ForegroundConfig | None = None) -> np.ndarray:
+    mean, darkest = fgm.pool(rgb, 4)
+    return fgm.stain_mask(mean, 8.0, cfg or ForegroundConfig(), darkest)
+
+
+NUCLEUS_OD = np.array([0.55, 0.75, 0.55])  # Pap nuclear colour (CRIC median, per channel)
+CYTOPLASM_OD = np.array([0.03, 0.06, 0.07])  # pale superficial cytoplasm
+
+
+@pytest.mark.parametrize("stain", [0.5, 0.7, 1.0])
+@pytest.mark.parametrize("nucleus_um", [2.5, 3.5])
+def test_lone_pale_cell_on_glass_is_kept(stain: float, nucleus_um: float) -> None:
+    """A pale cell with a small, pale nucleus, alone on glass at every offset of the mask grid:
+    its nucleus lies in the mask (8 um/px: the nucleus is under one mask pixel)."""
+    for off in range(4):
+        x, y = 40.0 + off, 40.0 + off / 2
+        od = _disc_od((80, 80), x, y, 22.0)[..., None] * CYTOPLASM_OD * stain
+        od = od + _disc_od((80, 80), x, y, nucleus_um)[..., None] * NUCLEUS_OD * stain
+        mask = _mask(_view(od, off))
+        assert mask[int(y // 4), int(x // 4)], (stain, nucleus_um, off)
+        assert mask.mean() < 0.5
+
+
+def test_mean_pooling_alone_loses_the_lone_nucleus() -> None:
+    """Why the mask pools the darkest value: the mean of an 8 um pixel averages a pale cell's
+    4 um nucleus (across four mask pixels here) into the glass, and the cell is lost."""
+    od = _disc_od((80, 80), 40.0, 40.0, 22.0)[..., None] * CYTOPLASM_OD * 0.5
+    od = od + _disc_od((80, 80), 40.0, 40.0, 2.0)[..., None] * NUCLEUS_OD * 0.5
+    rgb = _view(od)
+    mean, _ = fgm.pool(rgb, 4)
+    assert not fgm.stain_mask(mean, 8.0, ForegroundConfig()).any()
+    assert _mask(rgb)[10, 10]
+
+
+def test_blank_glass_with_uneven_light_stays_out() -> None:
+    yy, xx = np.mgrid[0:400, 0:400]
+    vignette = 1.0 - 0.12 * (np.hypot(xx - 200, yy - 200) / 280.0) ** 2
+    rng = np.random.default_rng(1)
+    lit = GLASS * vignette[..., None] * (1.0 + rng.normal(0.0, 0.01, (400, 400, 1)))
+    assert not _mask(np.clip(lit, 0, 255).astype(np.uint8)).any()
+
+
+def test_grey_dust_stays_out_and_a_cell_beside_it_is_kept() -> None:
+    rng = np.random.default_rng(2)
+    od = np.zeros((400, 400, 3))
+    for _ in range(60):  # dark grey specks, 2-6 um across, some opaque
+        x, y = rng.uniform(10, 390, 2)
+        grey = rng.uniform(0.3, 1.5)
+        od += _disc_od((400, 400), x, y, rng.uniform(1.0, 3.0))[..., None] * grey
+    assert not _mask(_view(od)).any()
+    cell = _disc_od((400, 400), 200, 200, 22.0)[..., None] * CYTOPLASM_OD
+    cell = cell + _disc_od((400, 400), 200, 200, 3.0)[..., None] * NUCLEUS_OD
+    mask = _mask(_view(od + cell))
+    assert mask[50, 50] and mask.mean() < 0.1
+
+
+def test_a_bubble_rim_stays_out() -> None:
+    """An air bubble: a thin grey refractile rim around clear glass."""
+    yy, xx = np.mgrid[0:500, 0:500]
+    dist = np.hypot(xx - 250, yy - 250) * SAMPLE_MPP  # um
+    for radius_um, rim_od in ((150.0, 0.4), (350.0, 0.8)):
+        rim = np.clip(1.0 - np.abs(dist - radius_um) / 2.0, 0.0, 1.0)  # ~3 um wide
+        od = rim[..., None] * np.array([rim_od, rim_od * 1.02, rim_od * 0.98])
+        assert not _mask(_view(od)).any(), radius_um
+
+
+@pytest.mark.parametrize("ink", [(0.9, 0.5, 0.15), (0.8, 0.2, 0.7), (1.2, 1.2, 1.1)])
+def test_pen_marks_stay_out_and_cells_beside_them_are_kept(ink: tuple[float, float, float]) -> None:
+    """A marker stroke (blue, green, black) 400 um wide across the view."""
+    yy, xx = np.mgrid[0:400, 0:500]
+    stroke = np.clip(1.0 - np.abs(xx - 0.3 * yy - 150) * SAMPLE_MPP / 200.0, 0.0, 1.0)
+    od = np.clip(stroke * 4.0, 0.0, 1.0)[..., None] * np.array(ink)
+    mask = _mask(_view(od))
+    assert mask.mean() < 0.02  # at most the stroke's soft edge
+    for x, y in ((420, 100), (430, 320)):
+        od = od + _disc_od((400, 500), x, y, 22.0)[..., None] * CYTOPLASM_OD * 2
+        od = od + _disc_od((400, 500), x, y, 3.0)[..., None] * NUCLEUS_OD
+    mask = _mask(_view(od))
+    assert mask[100 // 4, 420 // 4] and mask[320 // 4, 430 // 4]
+    assert mask[:, :75].mean() < 0.02  # the stroke's core is still out
+
+
+def test_dense_dark_cells_are_not_taken_for_ink() -> None:
+    """A crowded sheet of dark nuclei is as dark as ink on average, but uneven: foreground."""
+    rng = np.random.default_rng(4)
+    od = np.full((300, 300, 3), 0.0) + CYTOPLASM_OD * 6  # thick cytoplasm, OD ~0.4
+    for _ in range(400):
+        x, y = rng.uniform(0, 300, 2)
+        od = od + _disc_od((300, 300), x, y, 3.5)[..., None] * NUCLEUS_OD
+    mask = _mask(_view(od))
+    assert mask.mean() > 0.9
+
+
+def test_pool_gives_mean_and_darkest() -> None:
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (13, 10, 3)).astype(np.uint8)
+    mean, darkest = fgm.pool(img, 4)
+    padded = np.full((16, 12, 3), 255, np.uint8)
+    padded[:13, :10] = img
+    blocks = padded.reshape(4, 4, 3, 4, 3).astype(np.int64)
+    assert np.array_equal(darkest, blocks.min(axis=(1, 3)))
+    assert np.array_equal(mean, (blocks.sum(axis=(1, 3)) + 8) // 16)
+    big, _ = fgm.pool(np.full((32, 32, 3), 255, np.uint8), 16)  # sums over 256 values
+    assert big.shape == (2, 2, 3) and (big == 255).all()
+
+
+def test_pooled_read_equals_pooling_the_full_read(
+    cells_slide: tuple[Path, npt.NDArray[np.int64]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = cells_slide
+    with open_slide(path) as reader:
+        whole = fgm.read_thumbnail(reader, 2.0)
+        monkeypatch.setattr(fgm, "_MAX_READ_PIXELS", 40_000)  # many strips
+        mean, darkest = fgm.read_pooled(reader, 2.0, 4)
+    m, d = fgm.pool(whole, 4)
+    assert mean.shape == m.shape and darkest.shape == d.shape
+    assert np.percentile(np.abs(mean.astype(int) - m), 99) <= 3
+    assert np.percentile(np.abs(darkest.astype(int) - d), 99) <= 3
 
 
 @pytest.mark.parametrize("radius", [0.5, 1.0, 1.5, 2.0, 2.3, 3.0, 5.5, 8.0, 9.5])
