@@ -8,6 +8,7 @@ used (the maths is :func:`cytoscreen.slide.calibrate`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from cytoscreen.types import SCORING_KEYS, scoring_kind
 STRATA_COLUMNS: tuple[str, ...] = ("n_abnormal", "prep", "mpp", "stain", "focus_um", "quality")
 CATEGORICAL = ("prep", "mpp")
 DEFAULT_APPLICABILITY_LIMIT = 4.0
+BETHESDA_MINIMUM = {"liquid": 5000, "conventional": 8000}  # squamous cells of an adequate slide
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def calibrate_from_results(
     *,
     target_sensitivity: float = 0.99,
     confidence: float = 0.95,
-    min_cells: int | None = 5000,
+    min_cells: Mapping[str, int] | None = None,
     applicability_limit: float | None = DEFAULT_APPLICABILITY_LIMIT,
 ) -> CalibrationRun:
     """Choose the threshold from screened, labelled slides and write calibration.json.
@@ -102,10 +104,12 @@ def calibrate_from_results(
     to the manifest's folder). Blank slides, slides not screened and failed slides are left out
     (and listed); slides screened but not scorable count as unscorable. When the manifest has
     the columns of a generated set, the threshold holds the target in every stratum of
-    ``STRATA_COLUMNS`` and the record keeps each stratum's figures; negatives with fewer than
-    ``min_cells`` cells (manifest ``n_cells``) are not counted for specificity (a scanty slide
-    is not assessable, not negative). ``applicability_limit``: the score reference is fitted
-    to the counted negatives' patch scores (read from their caches) and recorded.
+    ``STRATA_COLUMNS`` and the record keeps each stratum's figures; negatives with fewer cells
+    (manifest ``n_cells``) than the minimum of their preparation (manifest ``prep``;
+    ``min_cells``, default Bethesda's 5,000 liquid-based and 8,000 conventional) are not
+    counted for specificity (a scanty slide is not assessable, not negative).
+    ``applicability_limit``: the score reference is fitted to the counted negatives' patch
+    scores (read from their caches) and recorded.
     """
     manifest = Path(manifest)
     rows = read_manifest(manifest, check_files=False).rows
@@ -166,9 +170,10 @@ def calibrate_from_results(
             hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
         )
     digest = file_sha256(manifest)[:16]
+    minimum = dict(min_cells or BETHESDA_MINIMUM)
     counted = [
-        r.positive or min_cells is None or not r.extra.get("n_cells")
-        or float(r.extra["n_cells"]) >= min_cells
+        r.positive or not r.extra.get("n_cells")
+        or float(r.extra["n_cells"]) >= minimum.get(r.extra.get("prep") or "liquid", 0)
         for r in used_rows
     ]  # fmt: skip
     reference = None

@@ -340,12 +340,23 @@ def calibrate(
     target: Annotated[
         float, typer.Option("--target", help="Target slide-level sensitivity.")
     ] = 0.99,
+    min_cells: Annotated[
+        int | None,
+        typer.Option(
+            "--min-cells",
+            help="Negatives with fewer cells (manifest n_cells) do not count for specificity "
+            "(default: Bethesda's 5,000 liquid-based / 8,000 conventional, by the prep column).",
+        ),
+    ] = None,
 ) -> None:
     """Choose the slide threshold for a target sensitivity from screened, labelled slides."""
     from cytoscreen.calibration import calibrate_from_results
 
+    minimum = None if min_cells is None else {"liquid": min_cells, "conventional": min_cells}
     try:
-        run = calibrate_from_results(manifest, results, out, target_sensitivity=target)
+        run = calibrate_from_results(
+            manifest, results, out, target_sensitivity=target, min_cells=minimum
+        )
     except (CytoscreenError, ValueError) as err:
         raise _fail(err) from None
     cal = run.calibration
@@ -365,6 +376,20 @@ def calibrate(
     )
     table.add_row("counts", f"TP {cal.tp}  FN {cal.fn}  TN {cal.tn}  FP {cal.fp}")
     table.add_row("slides", f"{len(run.used)} used, {len(run.left_out)} left out")
+    for grouping, by in cal.strata.items():
+        for stratum, f in by.items():
+            parts = [
+                f"{name} {p.k}/{p.n} ({p.lower:.2f}-{p.upper:.2f})"
+                for name, p in (("sensitivity", f.sensitivity), ("specificity", f.specificity))
+                if p is not None
+            ]
+            table.add_row(f"  {grouping} {stratum}", ", ".join(parts))
+    if cal.applicability is not None:
+        a = cal.applicability
+        table.add_row(
+            "applicability",
+            f"patch-score reference of {a.n_slides} negatives, limit |z| <= {a.limit:g}",
+        )
     console.print(table)
     for sid, why in run.left_out:
         err_console.print(f"left out {sid}: {why}", highlight=False)
@@ -623,6 +648,53 @@ def review(
         pass
     finally:
         server.server_close()
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="CRIC manifest.csv (default shared/data/cric/)."),
+    ] = None,
+    splits: Annotated[
+        Path | None,
+        typer.Option("--splits", help="Split file by image (data_manifests/cric_splits.json)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Training YAML the model was trained with."),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="calibration.json (default: the model's own)."),
+    ] = None,
+) -> None:
+    """Measure the model once on the held-out test fields and write the figures into its card."""
+    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.slide import load_calibration
+    from cytoscreen.training import report, run
+
+    model_dir = model or DEFAULT_MODEL_DIR
+    try:
+        cfg = run.resolve_config(config or run.DEFAULT_CONFIG)
+        cal = load_calibration(calibration or model_dir / "calibration.json")
+        with err_console.status("building the test fields' cells and windows"):
+            kits, _ = run.split_kits(
+                manifest or run.DEFAULT_MANIFEST, splits or run.DEFAULT_SPLITS_PATH
+            )
+            test = report.test_set(cfg, kits["test"], seed=cfg.seed)
+        with err_console.status(f"scoring {len(test)} test patches"):
+            rep = report.test_report(model_dir, test, cal.threshold, rule=cal.rule, seed=cfg.seed)
+        report.write_test_report(model_dir, rep)
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    for k, m in rep.metrics.items():
+        console.print(
+            f"  {k}: {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}] n={m.n}", highlight=False
+        )
+    console.print(rep.notes, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote the test figures into {model_dir / 'card.json'}", highlight=False)
 
 
 @app.command()

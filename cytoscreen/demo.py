@@ -51,11 +51,12 @@ def demo_config(base: Config | None = None) -> tuple[Config, str]:
     return cfg, note
 
 
-def demo_spec(s: DemoSlide, n_cells: int = DEMO_CELLS) -> object:
+def demo_spec(s: DemoSlide, n_cells: int | None = None) -> object:
     """The generator settings of one demo slide."""
     from cytoscreen.synth.layout import SlideSpec, size_for
 
     prep = s.prep
+    n_cells = n_cells or DEMO_CELLS
     return SlideSpec(
         size=size_for(n_cells, DENSITY[prep], prep),  # type: ignore[arg-type]
         label=s.label,  # type: ignore[arg-type]
@@ -69,7 +70,7 @@ def demo_spec(s: DemoSlide, n_cells: int = DEMO_CELLS) -> object:
     )
 
 
-def build_demo_slides(folder: Path, n_cells: int = DEMO_CELLS) -> list[Path]:
+def build_demo_slides(folder: Path, n_cells: int | None = None) -> list[Path]:
     """Write the demo slides (and their ground truth) into ``folder``; existing ones are kept."""
     from cytoscreen.synth import bundled_kit, generate_slide
     from cytoscreen.synth.layout import SlideSpec

@@ -54,6 +54,7 @@ from cytoscreen.slide import (
     rule_label,
     score_slide,
 )
+from cytoscreen.slide.applicability import check_scores, never_negative_when_unlike, score_stats
 from cytoscreen.slide.domain import (
     DomainProfile,
     DomainReference,
@@ -411,6 +412,11 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     in_domain, domain_record = domain_check(cache, run.domain, cfg.triage.max_domain_shift)
     adequacy = _adequacy(cache.attrs, cfg, in_domain)
     decision = decide(sscore, cal, adequacy, cfg.triage) if cal else None
+    applicability: dict[str, Any] | None = None
+    if cal is not None and cal.applicability is not None and decision is not None:
+        check = check_scores(score_stats(prob, cache.nuclei > 0), cal.applicability)
+        decision = never_negative_when_unlike(decision, check)
+        applicability = check.to_dict()
     rows = fields_json_rows(sscore.fields)
     write_text_atomic(out / "fields.csv", fields_csv(sscore.fields))
     write_json_atomic(
@@ -461,6 +467,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         },
         "fields": rows,
         "domain": domain_record,
+        "applicability": applicability,
         "scoring": run.get_scorer().describe(),
         "slide": {
             "mpp": cache.attrs.get("mpp"),

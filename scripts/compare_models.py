@@ -28,14 +28,15 @@ from cytoscreen.training.run import DEFAULT_SPLITS_PATH, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "cytoscreen/models/comparison.json"
-# name -> (timm architecture, start, learning rate, um/px)
-CANDIDATES: dict[str, tuple[str, str, float, float]] = {
-    "lite0_imagenet_050": ("efficientnet_lite0", "imagenet", 5e-4, 0.5),
-    "lite0_imagenet_025": ("efficientnet_lite0", "imagenet", 5e-4, 0.25),
-    "mnv3_scratch_050": ("mobilenetv3_large_100", "none", 1e-3, 0.5),
-    "mnv3_scratch_025": ("mobilenetv3_large_100", "none", 1e-3, 0.25),
-    "resnet18_scratch_050": ("resnet18", "none", 1e-3, 0.5),
-    "resnet18_scratch_025": ("resnet18", "none", 1e-3, 0.25),
+# name -> (timm architecture, start, learning rate, um/px, global pooling)
+CANDIDATES: dict[str, tuple[str, str, float, float, str]] = {
+    "lite0_imagenet_050": ("efficientnet_lite0", "imagenet", 5e-4, 0.5, "avg"),
+    "lite0_imagenet_025": ("efficientnet_lite0", "imagenet", 5e-4, 0.25, "avg"),
+    "lite0_imagenet_050_max": ("efficientnet_lite0", "imagenet", 5e-4, 0.5, "max"),
+    "mnv3_scratch_050": ("mobilenetv3_large_100", "none", 1e-3, 0.5, "avg"),
+    "mnv3_scratch_025": ("mobilenetv3_large_100", "none", 1e-3, 0.25, "avg"),
+    "resnet18_scratch_050": ("resnet18", "none", 1e-3, 0.5, "avg"),
+    "resnet18_scratch_025": ("resnet18", "none", 1e-3, 0.25, "avg"),
 }
 
 
@@ -45,7 +46,7 @@ def _m(metric: object) -> list[float]:
 
 
 def run(name: str, epochs: int, epoch_size: int, manifest: Path, work: Path) -> dict[str, object]:
-    arch, start, lr, mpp = CANDIDATES[name]
+    arch, start, lr, mpp, pool = CANDIDATES[name]
     torch.set_num_threads(2)
     cfg = load_train_config(
         REPO / "configs/train/default.yaml",
@@ -53,6 +54,7 @@ def run(name: str, epochs: int, epoch_size: int, manifest: Path, work: Path) -> 
         pretrained=start,
         lr=lr,
         mpp=mpp,
+        global_pool=pool,
         epochs=epochs,
         epoch_size=epoch_size,
         max_minutes=None,
@@ -68,6 +70,7 @@ def run(name: str, epochs: int, epoch_size: int, manifest: Path, work: Path) -> 
         "start": start,
         "lr": lr,
         "mpp": mpp,
+        "global_pool": pool,
         "epochs": len(outcome.history),
         "epoch_size": epoch_size,
         "best_epoch": f["best_epoch"],
@@ -95,9 +98,9 @@ def _ci(v: object) -> str:
 
 def table(results: dict[str, dict[str, object]]) -> str:
     head = (
-        "| candidate | arch | start | um/px | epochs (best) | cells-only AUC [95% CI] "
+        "| candidate | arch | start | um/px | pool | epochs (best) | cells-only AUC [95% CI] "
         "| slide-window AUC [95% CI] | AUC fp32 / bf16+CL (all val) | patches/s fp32 / bf16+CL "
-        "| cost per mm^2 (x lite0 0.5) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| cost per mm^2 (x lite0 0.5) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     ref = results.get("lite0_imagenet_050")
     rows = []
@@ -113,7 +116,8 @@ def table(results: dict[str, dict[str, object]]) -> str:
             else "-"
         )
         rows.append(
-            f"| {name} | {r['arch']} | {r['start']} | {r['mpp']} | {r['epochs']} "
+            f"| {name} | {r['arch']} | {r['start']} | {r['mpp']} | {r.get('global_pool', 'avg')} "
+            f"| {r['epochs']} "
             f"({r['best_epoch']}) | {_ci(r['auc_cells'])} | {_ci(r['auc_slides'])} "
             f"| {a[0]:.3f} / {b[0]:.3f} | {r['pps_fp32']} / {r['pps_bf16_cl']} | {cost} |"
         )

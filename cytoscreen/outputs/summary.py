@@ -16,6 +16,7 @@ SUMMARY_COLUMNS = (
     "threshold",
     "cellularity",
     "domain_shift",
+    "score_shift",
     "n_patches",
     "top_field",
     "seconds",
@@ -46,6 +47,7 @@ def summary_row(result: Mapping[str, Any]) -> dict[str, str]:
             result.get("cellularity", "") if result.get("cellularity") is not None else ""
         ),
         "domain_shift": _num((result.get("domain") or {}).get("shift"), 4),
+        "score_shift": _num((result.get("applicability") or {}).get("shift"), 4),
         "n_patches": str(counts.get("n_patches", "")),
         "top_field": f"{top['x0']};{top['y0']};{top['x1']};{top['y1']}" if top else "",
         "seconds": _num((result.get("timings") or {}).get("total"), 4),

@@ -68,6 +68,13 @@ class SlideView:
     patch_size: int | None
     backend: str | None
     cache: str | None
+    cellularity: int | None = None  # cells counted on the slide
+    reasons: tuple[str, ...] = ()  # why the outcome (not assessable, scores unlike, ...)
+
+    @property
+    def key_reasons(self) -> tuple[str, ...]:
+        """The reasons that change what happens to the slide (not the routine score line)."""
+        return tuple(r for r in self.reasons if r.startswith(("not assessable", "review:")))
 
     def field(self, rank: int) -> FieldView | None:
         return next((f for f in self.fields if f.rank == rank), None)
@@ -142,6 +149,8 @@ def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
         patch_size=_int(info.get("patch_size")),
         backend=str(info["backend"]) if info.get("backend") else None,
         cache=str(result["cache"]) if result.get("cache") else None,
+        cellularity=_int(result.get("cellularity")),
+        reasons=tuple(map(str, result.get("reasons") or [])),
     )
 
 

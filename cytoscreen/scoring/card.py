@@ -83,6 +83,7 @@ class ModelCard(BaseModel):
     positive_classes: list[str]  # the patch score is the summed probability of these classes
     preprocessing: Preprocessing
     mpp: float = 0.5  # um/px of the patches the model was trained on
+    global_pool: Literal["avg", "max", "avgmax"] = "avg"  # timm's pooling before the head
     training: TrainingData = Field(default_factory=TrainingData)
     validation: dict[str, Metric] = Field(default_factory=dict)
     validation_by_category: dict[str, dict[str, float | int]] = Field(default_factory=dict)
@@ -93,6 +94,10 @@ class ModelCard(BaseModel):
     weights_sha256: str = ""  # filled in by save_checkpoint
     attribution: str = ""
     notes: str = ""
+    # measured once on the held-out test fields (``cytoscreen evaluate``), after calibration
+    test: dict[str, Metric] = Field(default_factory=dict)
+    test_by_category: dict[str, dict[str, float | int]] = Field(default_factory=dict)
+    test_notes: str = ""
 
     @property
     def num_classes(self) -> int:

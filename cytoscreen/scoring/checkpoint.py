@@ -115,7 +115,7 @@ def load_checkpoint(
     if num_classes is not None and num_classes != card.num_classes:
         wanted.append(f"{card.num_classes} classes {card.classes}, expected {num_classes}")
     weights = checked_weights(model_dir, card, verify_hash=verify_hash)
-    model = create_model(arch or card.arch, num_classes or card.num_classes)
+    model = create_model(arch or card.arch, num_classes or card.num_classes, card.global_pool)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:

@@ -7,14 +7,25 @@ import torch
 
 from cytoscreen.scoring.card import ModelCard, Preprocessing
 
+GLOBAL_POOLS = ("avg", "max", "avgmax")
 
-def create_model(arch: str, num_classes: int) -> torch.nn.Module:
-    """Build a timm model by name with random weights (``pretrained=False``: no downloads)."""
+
+def create_model(arch: str, num_classes: int, global_pool: str = "avg") -> torch.nn.Module:
+    """Build a timm model by name with random weights (``pretrained=False``: no downloads).
+
+    ``global_pool``: how the last feature map becomes one vector. ``avg`` (timm's default)
+    averages every position; ``max`` keeps the strongest response anywhere, which suits a
+    label that says "at least one abnormal cell somewhere in the patch"; ``avgmax`` averages
+    the two. The pooling has no weights, so pretrained weights load under any of them."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if not timm.is_model(arch.split(".")[0]):
         raise ValueError(f"unknown timm architecture {arch!r}; see timm.list_models()")
-    return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
+    return timm.create_model(
+        arch, pretrained=False, num_classes=num_classes, global_pool=global_pool
+    )
 
 
 def preprocessing_of(model: torch.nn.Module, input_px: int | None = None) -> Preprocessing:

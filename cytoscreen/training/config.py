@@ -59,6 +59,7 @@ class ContextSource(_Section):
 class TrainConfig(_Section):
     arch: str = "efficientnet_lite0"
     pretrained: Literal["none", "imagenet"] = "imagenet"
+    global_pool: Literal["avg", "max", "avgmax"] = "avg"  # max: "an abnormal cell anywhere"
     classes: list[str] = ["negative", "abnormal"]
     positive_classes: list[str] = ["abnormal"]
     patch_px: int = Field(224, ge=32, le=1024)

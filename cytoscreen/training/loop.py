@@ -107,7 +107,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
                 f"{cfg.arch} {cfg.classes}"
             )
         return model
-    model = create_model(cfg.arch, len(cfg.classes))
+    model = create_model(cfg.arch, len(cfg.classes), cfg.global_pool)
     if cfg.pretrained == "imagenet":
         if cfg.arch not in LITE0_ARCHS:
             raise ValueError(f"offline ImageNet weights exist only for {LITE0_ARCHS}")
@@ -181,6 +181,7 @@ def train(
         list(cfg.positive_classes),
         input_px=cfg.patch_px,
         mpp=cfg.mpp,
+        global_pool=cfg.global_pool,
         training=TrainingData(
             sources=list(sources),
             counts=train_counts or {},

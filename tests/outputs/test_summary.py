@@ -35,3 +35,9 @@ def test_summary_csv_quotes_reasons_with_commas_and_sorts_worst_first() -> None:
     parsed = list(csv.DictReader(io.StringIO(summary_csv(rows))))
     assert [r["id"] for r in parsed] == ["rev", "neg"]
     assert parsed[1]["reasons"] == "a, b"
+
+
+def test_summary_row_carries_the_score_shift() -> None:
+    row = summary_row({"id": "s", "status": "ok", "applicability": {"shift": 5.123456}})
+    assert row["score_shift"] == "5.123"
+    assert summary_row({"id": "s", "status": "ok", "applicability": None})["score_shift"] == ""

@@ -24,9 +24,7 @@ def slide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     generate_slide(
         root / "positive.tiff",
-        SlideSpec(
-            size=768, label="positive", seed=2, n_abnormal=4, density=3000.0
-        ),
+        SlideSpec(size=768, label="positive", seed=2, n_abnormal=4, density=3000.0),
         kit,
     )
     generate_slide(root / "blank.tiff", SlideSpec(size=512, label="blank", seed=3), kit)

@@ -31,7 +31,9 @@ def test_calibrate_from_a_screened_manifest(
         kit=bundled_kit(),
         only="train",
         n_abnormal=3,
-        conditions=Conditions(density={"liquid": (3000.0, 3000.0), "conventional": (3000.0, 3000.0)}),
+        conditions=Conditions(
+            density={"liquid": (3000.0, 3000.0), "conventional": (3000.0, 3000.0)}
+        ),
     )
     out = tmp_path / "results"
     runner = CliRunner()
@@ -63,6 +65,8 @@ def test_calibrate_from_a_screened_manifest(
             str(target),
             "--target",
             "0.9",
+            "--min-cells",
+            "0",
         ],
     )
     assert result.exit_code == 0, result.output

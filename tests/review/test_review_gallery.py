@@ -149,3 +149,20 @@ def test_calibration_caveats_are_shown_once_not_per_slide(tmp_path: Path) -> Non
     assert all(s.warnings == (f"{s.id}: scanty",) for s in view.slides)
     html = render_index(view)
     assert html.count("only 12 positive slides") == 1
+
+
+def test_cell_count_and_the_reasons_that_matter_are_shown(
+    results_dir: Path, ids: tuple[str, ...]
+) -> None:
+    from cytoscreen.review.gallery import render_index, render_slide
+    from cytoscreen.review.results import load_results
+
+    results = load_results(results_dir)
+    index = render_index(results, mode="static")
+    assert "7,321" in index and "review: scores unlike the calibration slides" in index
+    slide = results.slide(ids[0])
+    assert slide is not None
+    page = render_slide(results, slide, mode="static")
+    assert "7,321 cells counted" in page
+    assert "review: scores unlike the calibration slides" in page
+    assert "score 0.91 &gt;= threshold" not in page  # routine lines stay in summary.csv

@@ -20,7 +20,7 @@ from cytoscreen.config import load_config
 from cytoscreen.errors import BadCheckpoint, ConfigError
 from cytoscreen.scoring import openvino_convert, openvino_engine
 from cytoscreen.scoring.card import Metric, ModelCard
-from cytoscreen.scoring.checkpoint import load_checkpoint
+from cytoscreen.scoring.checkpoint import load_checkpoint, read_card
 from cytoscreen.scoring.engines import MAX_AUC_CHANGE, auc_key, choose_runtime
 from cytoscreen.scoring.infer import Scorer, score_cache
 
@@ -253,15 +253,12 @@ def test_nan_guard_applies_to_openvino_scores(tmp_path: Path, tiny_model_dir: Pa
 @pytest.mark.realdata
 @pytest.mark.skipif(not CRIC.exists(), reason="needs ../shared/data/cric")
 def test_bundled_model_on_rendered_patches_matches_torch_fp32(tmp_path: Path) -> None:
-    from cytoscreen.training.config import load_train_config
-    from cytoscreen.training.data import read_cric_manifest
-    from cytoscreen.training.evaluate import render_eval_set
-    from cytoscreen.training.splits import apply_splits, load_cell_splits
+    from cytoscreen.synth.kit import bundled_kit
+    from cytoscreen.synth.patches import cell_patches
 
-    cells = apply_splits(read_cric_manifest(CRIC), load_cell_splits(), source=CRIC)["val"]
-    cfg = load_train_config(REPO / "configs/train/default.yaml")
-    pick = [cells[i] for i in range(0, len(cells), len(cells) // 6)]
-    images, _ = render_eval_set(pick, cfg)
+    card = read_card(REPO / "cytoscreen/models/default")
+    cells = cell_patches(bundled_kit(), mpp=card.mpp, patch_px=card.preprocessing.input_size[1])
+    images = cells.images[:: max(1, len(cells.images) // 6)][:6]
     model_dir = REPO / "cytoscreen/models/default"
     torch_fp32 = Scorer.load(model_dir, "cpu", "fp32", channels_last=False)
     ov = Scorer.load(model_dir, "cpu", "auto", runtime="openvino", runtime_cache=tmp_path)

@@ -47,3 +47,19 @@ def test_shifted_backgrounds_fail_the_check_both_ways() -> None:
     assert few.applicable and not few.measured
     with pytest.raises(ValueError, match="at least 5"):
         fit_score_reference(stats[:3], limit=4.0, source="x")  # type: ignore[arg-type]
+
+
+def test_a_negative_unlike_the_calibration_slides_goes_to_review() -> None:
+    from cytoscreen.slide.applicability import ScoreCheck, never_negative_when_unlike
+    from cytoscreen.types import Outcome, TriageDecision
+
+    neg = TriageDecision(Outcome.NEGATIVE, 0.1, 0.5, ("score 0.1 < threshold 0.5",))
+    unlike = ScoreCheck(5.2, {"q50": 5.2}, False, True, "the 50th percentile ... above")
+    like = ScoreCheck(1.0, {"q50": 1.0}, True, True, "")
+    out = never_negative_when_unlike(neg, unlike)
+    assert out.outcome is Outcome.REVIEW
+    assert out.reasons[0].startswith("review: scores unlike the calibration slides")
+    assert out.reasons[1:] == neg.reasons
+    assert never_negative_when_unlike(neg, like) is neg
+    na = TriageDecision(Outcome.NOT_ASSESSABLE, None, 0.5, ("not assessable: no cells",))
+    assert never_negative_when_unlike(na, unlike) is na  # never turned into anything milder

@@ -55,7 +55,7 @@ def test_negative_pieces_keep_off_every_abnormal_nucleus() -> None:
     fld = paste_field(crops, pixels)
     seen = visible_abnormal(fld)
     # crop 2's window ends at x=70; the HSIL nucleus at x=90 is 20 px away: within the margin
-    assert 90 - 70 < ABNORMAL_MARGIN
+    assert ABNORMAL_MARGIN > 90 - 70
     assert seen == [frozenset(), frozenset({2}), frozenset({2})]
     neg = negative_pieces(fld)
     assert [p.windows for p in neg] == [(0,)]
