@@ -73,6 +73,12 @@ def test_calibrate_from_a_screened_manifest(
     cal = load_calibration(target)
     assert (cal.tp + cal.fn, cal.tn + cal.fp, cal.n_slides) == (2, 2, 4)  # blank left out
     assert cal.tp == 2  # the threshold meets the target on this set
+    # the manifest of a generated set carries its strata: figures are kept per stratum
+    assert cal.strata["n_abnormal"]["2-3"].sensitivity is not None
+    assert cal.strata["n_abnormal"]["0"].specificity is not None
+    assert set(cal.strata["prep"]) <= {"liquid", "conventional"}
+    assert "n_abnormal 2-3" in result.output
+    assert cal.applicability is None  # 2 negatives are too few to fit a score reference
     assert str(manifest.resolve()) in cal.data_source
     assert "sensitivity" in result.output and "CI" in result.output
     assert "left out synth_0000_004: blank" in result.output
