@@ -49,7 +49,9 @@ from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
 from cytoscreen.types import PatchGrid, SlideMeta
 
-FORMAT = 2  # 2: per-patch nuclei counts
+FORMAT = 3  # 2: per-patch nuclei counts; 3: the stage-zero nucleus counter (issue 19). Bump it
+# whenever what a store holds changes for the same config (a new counter, a new array), so old
+# stores are rebuilt rather than reused
 COMPLETE = "COMPLETE"
 ATTR_KEY = "cytoscreen"
 ProgressFn = Callable[[int, int], None]  # (patches done, patches total)

@@ -52,5 +52,8 @@ def blank_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def small_cfg() -> Config:
-    """Default config with small chunks so a small slide has several chunks and blocks."""
-    return load_config(overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2})
+    """Default config with small chunks so a small slide has several chunks and blocks, and
+    patches at 0.5 um/px (a 0.25 um/px slide read at half resolution: the resampling path)."""
+    return load_config(
+        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "tiling.target_mpp": 0.5}
+    )

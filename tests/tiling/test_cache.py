@@ -22,7 +22,7 @@ from cytoscreen.errors import CacheMismatch
 from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.tiling import blocks
 from cytoscreen.tiling import cache as cache_module
-from cytoscreen.tiling.cache import open_cache, tile_slide, tile_slides
+from cytoscreen.tiling.cache import FORMAT, open_cache, tile_slide, tile_slides
 
 Slide = tuple[Path, npt.NDArray[np.int64]]
 
@@ -61,7 +61,7 @@ def test_layout_attrs_and_complete_marker(cells_slide: Slide, small_cfg: Config,
     assert (out / "images" / "c.0.0.0.0").is_file() and (out / "valid" / "c.0").is_file()
     assert cache.valid.all() and cache.coords.dtype == np.int64
     a = cache.attrs
-    assert a["format"] == 2 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
+    assert a["format"] == FORMAT == 3 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
     assert a["config_hash"] == small_cfg.hash(*TILING_SECTIONS)
     assert set(a["config"]) == set(TILING_SECTIONS)
     assert a["mpp"] == pytest.approx(0.25) and a["size_l0"] == pytest.approx(448.0)
@@ -116,13 +116,15 @@ def test_reuse_and_rebuild(cells_slide: Slide, small_cfg: Config, tmp_path: Path
     time.sleep(0.01)
     # the cache section does not change pixels: same store, untouched
     other_cache = load_config(
-        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "cache.workers": 1}
+        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "cache.workers": 1,
+                   "tiling.target_mpp": 0.5}  # fmt: skip
     )
     assert tile_slide(path, other_cache, tmp_path) == out
     assert chunk_file.stat().st_mtime_ns == before
     # a tiling change rebuilds the store in place with the new hash
     changed = load_config(
-        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "tiling.patch_size": 128}
+        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "tiling.patch_size": 128,
+                   "tiling.target_mpp": 0.5}  # fmt: skip
     )
     assert tile_slide(path, changed, tmp_path) == out
     cache = open_cache(out)
@@ -179,7 +181,7 @@ _KILL_SCRIPT = textwrap.dedent(
     from cytoscreen.config import load_config
     from cytoscreen.tiling.cache import tile_slide
     cfg = load_config(overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2,
-                                 "cache.scheduler": "synchronous"})
+                                 "cache.scheduler": "synchronous", "tiling.target_mpp": 0.5})
     def progress(done, total):
         if done >= 8:
             print("READY", flush=True)
