@@ -23,9 +23,9 @@
    how often the top-10 fields hold a true abnormal cell (beside the chance level: the same
    field machinery on scores shuffled within each slide). It also reports the applicability
    check on the negatives (leave-one-out).
-4. ``--write`` screens with the configured rule and writes calibration.json next to the model
-   through ``cytoscreen.calibration.calibrate_from_results`` (what ``cytoscreen calibrate``
-   runs), with per-stratum figures and the score reference.
+4. ``--write`` makes sure the stored results use the configured rule and writes
+   calibration.json next to the model through ``cytoscreen.calibration.calibrate_from_results``
+   (what ``cytoscreen calibrate`` runs), with per-stratum figures and the score reference.
 
 Figures measured here describe generated slides, not clinical performance.
 """
@@ -136,17 +136,18 @@ def generate(
     return out
 
 
-def screen_all(work: Path, rule: dict[str, Any] | None = None) -> Path:
+def screen_all(work: Path) -> Path:
+    """Scores-only screen of every slide with the configured rule (resumable: a rerun after
+    the default rule changed re-aggregates the stored scores, it does not score again)."""
     from cytoscreen.config import load_config
     from cytoscreen.pipeline import screen
 
-    overrides: dict[str, Any] = {"triage.min_cellularity": 0}
-    for k, v in (rule or {}).items():
-        overrides[f"aggregation.{k}"] = v
-    cfg = load_config(overrides=overrides)
+    cfg = load_config(overrides={"triage.min_cellularity": 0})
     results = work / "results"
-    folders = sorted((work / "sets").glob("*/slides"))
-    screen(folders, results, cfg, cache_dir=work / "cache", scores_only=rule is None)
+    # only finished chunks (their manifest is written last): slides still being written by a
+    # generation job are left for the next run
+    folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
+    screen(folders, results, cfg, cache_dir=work / "cache", scores_only=True)
     return results
 
 
@@ -249,6 +250,24 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
         print(f"{name:<18}{auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}]  "
               f"{cal.threshold:>10.4g}  {_prop(cal.sensitivity.k, cal.sensitivity.n):<26}"
               f"{_prop(sp.k, sp.n) if sp else '-':<26}{one_txt:<22}")  # fmt: skip
+    # what the target costs by how many abnormal cells a slide must have to count: the
+    # threshold that detects the target share of the positives with at least n abnormal cells
+    # (exploratory: the calibration itself holds the target for every stratum, 1 cell included)
+    from cytoscreen.slide import choose_threshold
+
+    print("\nspecificity (adequate negatives) when only positives with >= n abnormal cells count:")
+    n_ab = np.array([s["abnormal"].shape[0] for s in slides])
+    y_all = np.array([s["label"] for s in slides])
+    neg_mask = np.array([s["set"] in ADEQUATE_SETS for s in slides])
+    for name, st in rules.items():
+        sc = np.array([aggregate(s["prob"], st) for s in slides], float)
+        parts = []
+        for n_min in (1, 2, 4, 11):
+            keep = neg_mask | ((y_all == 1) & (n_ab >= n_min))
+            t = choose_threshold(sc[keep].tolist(), y_all[keep].tolist(), target)
+            tn = int((sc[neg_mask] < t).sum())
+            parts.append(f">={n_min}: {_prop(tn, int(neg_mask.sum()))}")
+        print(f"  {name:<18}" + "   ".join(parts))
     # the configured rule's sensitivity by stratum, at its threshold
     from cytoscreen.config import load_config
 
@@ -324,11 +343,9 @@ def main() -> None:
         study(load_slides(args.work), args.target)
     if args.write:
         from cytoscreen.calibration import calibrate_from_results
-        from cytoscreen.config import load_config
         from cytoscreen.pipeline import DEFAULT_MODEL_DIR
 
-        agg = load_config().aggregation.model_dump()
-        results = screen_all(args.work, rule=agg)
+        results = screen_all(args.work)
         run = calibrate_from_results(
             args.work / "manifest.csv",
             results,

@@ -54,6 +54,11 @@ class ContextSource(_Section):
     positive_share: float = Field(0.5, gt=0, lt=1)  # share of positive windows per epoch
     val_slides: int = Field(8, ge=2)  # virtual slides of the val fields for validation windows
     val_windows: int = Field(600, ge=20)  # validation windows cut from them (half positive)
+    # hard negatives: score this many negative windows of the train slides with the starting
+    # model (``init``) and keep the ``hard_keep`` it scores highest as a source of their own
+    # ("hard" in ``mix``); 0: none
+    hard_pool: int = Field(0, ge=0)
+    hard_keep: int = Field(0, ge=0)
 
 
 class TrainConfig(_Section):

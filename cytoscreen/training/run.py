@@ -216,6 +216,46 @@ def part_aucs(val: EvalSet, scores: np.ndarray, seed: int) -> dict[str, Metric]:
     return out
 
 
+def hard_negatives(
+    cfg: TrainConfig, slides: VirtualSlides, say: Callable[[str], None]
+) -> list[LabelledPatch]:
+    """The negative windows of the train slides that the starting model (``cfg.init``) scores
+    highest: ``context.hard_keep`` of ``context.hard_pool`` drawn (source ``hard``)."""
+    ctx = cfg.context
+    if not ctx.hard_pool or not ctx.hard_keep:
+        return []
+    if cfg.init is None:
+        raise CytoscreenError(
+            "hard negatives need a starting model to find them",
+            slide="context.hard_pool",
+            hint="set init: to a model folder, or hard_pool: 0",
+        )
+    rng = np.random.default_rng([cfg.seed, 404])
+    windows = [w for w in (slides.negative_window(rng) for _ in range(ctx.hard_pool)) if w]
+    scorer = Scorer.load(cfg.init, "cpu", "auto", runtime="auto")
+    scores = np.zeros(len(windows), np.float32)
+    step = 256
+    for start in range(0, len(windows), step):
+        batch = np.stack([slides.render(*w) for w in windows[start : start + step]])
+        scores[start : start + step] = positive_scores(scorer, batch)
+    keep = np.argsort(-scores)[: ctx.hard_keep]
+    say(
+        f"hard negatives: kept the {keep.size} of {len(windows)} NILM windows the starting model "
+        f"scores highest (scores {float(scores[keep].min()):.3f}-{float(scores[keep].max()):.3f}; "
+        f"pool median {float(np.median(scores)):.3f})"
+    )
+    return [
+        LabelledPatch(
+            image=slides.render(*windows[i]),
+            label=0,
+            group=f"hard:{int(i)}",
+            category="hard_nilm",
+            source="hard",
+        )
+        for i in keep.tolist()
+    ]
+
+
 def validation_set(cfg: TrainConfig, val_kit: CellKit) -> EvalSet:
     """The val fields' cells and virtual-slide windows a model of ``cfg`` is chosen and
     reported on (deterministic: the same for every candidate and for the runtime checks)."""
@@ -303,9 +343,10 @@ def train_model(
     else:
         extra_tr, extra_va = list(extra), []
     slide_tr, slide_va = _slide_examples(cfg, say)
+    hard = hard_negatives(cfg, slides, say)
     train_ds = TrainPatches(
         slides,
-        [*extra_tr, *slide_tr],
+        [*extra_tr, *slide_tr, *hard],
         epoch_size=cfg.epoch_size,
         positive_share=ctx.positive_share,
         mix=cfg.mix,

@@ -116,15 +116,23 @@ def test_reuse_and_rebuild(cells_slide: Slide, small_cfg: Config, tmp_path: Path
     time.sleep(0.01)
     # the cache section does not change pixels: same store, untouched
     other_cache = load_config(
-        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "cache.workers": 1,
-                   "tiling.target_mpp": 0.5}  # fmt: skip
+        overrides={
+            "cache.chunk_patches": 4,
+            "tiling.block_patches": 2,
+            "cache.workers": 1,
+            "tiling.target_mpp": 0.5,
+        }  # fmt: skip
     )
     assert tile_slide(path, other_cache, tmp_path) == out
     assert chunk_file.stat().st_mtime_ns == before
     # a tiling change rebuilds the store in place with the new hash
     changed = load_config(
-        overrides={"cache.chunk_patches": 4, "tiling.block_patches": 2, "tiling.patch_size": 128,
-                   "tiling.target_mpp": 0.5}  # fmt: skip
+        overrides={
+            "cache.chunk_patches": 4,
+            "tiling.block_patches": 2,
+            "tiling.patch_size": 128,
+            "tiling.target_mpp": 0.5,
+        }  # fmt: skip
     )
     assert tile_slide(path, changed, tmp_path) == out
     cache = open_cache(out)

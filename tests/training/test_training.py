@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from cytoscreen.errors import BadManifest, ConfigError
+from cytoscreen.errors import BadManifest, ConfigError, CytoscreenError
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.synth import bundled_kit
 from cytoscreen.synth.patches import VirtualSlides
@@ -145,3 +145,25 @@ def test_training_learns_and_keeps_best_checkpoint(tmp_path: Path) -> None:
         "abnormal": sum(e.label == 1 for e in va),
     }
     assert card.preprocessing.input_size == (3, 32, 32)
+
+
+def test_hard_negatives_are_the_windows_the_starting_model_scores_highest(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    from cytoscreen.training.run import hard_negatives
+
+    vs = VirtualSlides(
+        bundled_kit(), n_negative=1, n_positive=1, mpp=0.5, patch_px=32, n_cells=150,
+        n_abnormal=(3, 5), seed=0,
+    )  # fmt: skip
+    cfg = TrainConfig(patch_px=32, init=str(model_dir), context={"hard_pool": 40, "hard_keep": 5})
+    said: list[str] = []
+    hard = hard_negatives(cfg, vs, said.append)
+    assert len(hard) == 5 and all(p.label == 0 and p.kind == "hard" for p in hard)
+    assert all(p.image.shape == (32, 32, 3) for p in hard)
+    assert "kept the 5 of 40" in said[0]
+    assert hard_negatives(TrainConfig(patch_px=32), vs, said.append) == []
+    with pytest.raises(CytoscreenError, match="starting model"):
+        hard_negatives(
+            TrainConfig(patch_px=32, context={"hard_pool": 4, "hard_keep": 2}), vs, print
+        )
