@@ -63,6 +63,7 @@ from cytoscreen.slide.domain import (
     sample_indices,
 )
 from cytoscreen.tiling import PatchCache, open_cache, tile_slide
+from cytoscreen.tiling.obscured import ObscuredEstimate
 from cytoscreen.types import TriageDecision, scoring_kind
 
 if TYPE_CHECKING:
@@ -229,6 +230,12 @@ def resolve_calibration(
 def estimate_cellularity(cache: PatchCache) -> int:
     """Cells on the slide: nuclei counted by the tiler in the patches that could be read."""
     return int(cache.nuclei[cache.valid].sum())
+
+
+def obscured_estimate(cache: PatchCache) -> ObscuredEstimate | None:
+    """The obscured share the tiler measured on the slide's foreground view; None when the
+    store was made before the estimate existed (unknown, not 0)."""
+    return ObscuredEstimate.from_dict(cache.attrs.get("obscured"))
 
 
 def sample_patches(cache: PatchCache) -> npt.NDArray[np.uint8] | None:
@@ -400,11 +407,13 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     prob = np.asarray(root[f"scores/{run.model.model_id}/prob"][:], dtype=np.float32)  # type: ignore[index]
     size_l0 = float(cache.attrs["size_l0"])
     cal = run.calibration.calibration if run.calibration else None
+    obscured = obscured_estimate(cache)
     sscore = score_slide(
         prob,
         cache.coords,
         size_l0,
         cellularity=estimate_cellularity(cache),
+        obscured=obscured.share if obscured is not None else None,
         settings=cfg.aggregation,
         field_settings=cfg.fields,
         learned=cal.learned if cal else None,
@@ -453,12 +462,19 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     result = _decision_fields(decision)
     if not domain_record["checked"]:
         extra_warnings.append(f"domain check {domain_record['note']}")
+    if obscured is None and cfg.triage.max_obscured_share is not None:
+        extra_warnings.append(
+            "obscured share not measured (the patch cache was made before the estimate "
+            "existed; delete it to re-tile), so the obscured-cells rule was not applied"
+        )
     result["warnings"] += extra_warnings
     return {
         **result,
         "score": sscore.score,
         "rule": sscore.rule,
         "cellularity": sscore.cellularity,
+        "obscured": sscore.obscured,  # estimated share of the cell area; None = unknown
+        "obscured_parts": obscured.to_dict() if obscured is not None else None,
         "counts": {
             "n_patches": sscore.n_patches,
             "n_scored": sscore.n_scored,

@@ -106,6 +106,9 @@ class SlideScore:
     n_unreadable: int
     cellularity: int  # estimated squamous cells (nuclei counted in cell-bearing patches)
     fields: tuple[SuspiciousField, ...]
+    # estimated share of the cell-bearing area under blood or thick overlap (0-1); None when
+    # not measured (a patch cache made before the estimate) or the slide has no cell area
+    obscured: float | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ SUMMARY_COLUMNS = (
     "score",
     "threshold",
     "cellularity",
+    "obscured",
     "domain_shift",
     "score_shift",
     "n_patches",
@@ -29,6 +30,12 @@ OUTCOME_ORDER = {"review": 0, "not_assessable": 1, "negative": 2, None: 3}
 
 def _num(value: Any, digits: int = 6) -> str:
     return "" if value is None else f"{float(value):.{digits}g}"
+
+
+def _share(value: Any) -> str:
+    """A share 0-1 with three decimals; empty when unknown (not measured is not 0)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{float(value):.3f}" if ok else ""
 
 
 def summary_row(result: Mapping[str, Any]) -> dict[str, str]:
@@ -46,6 +53,7 @@ def summary_row(result: Mapping[str, Any]) -> dict[str, str]:
         "cellularity": str(
             result.get("cellularity", "") if result.get("cellularity") is not None else ""
         ),
+        "obscured": _share(result.get("obscured")),
         "domain_shift": _num((result.get("domain") or {}).get("shift"), 4),
         "score_shift": _num((result.get("applicability") or {}).get("shift"), 4),
         "n_patches": str(counts.get("n_patches", "")),

@@ -69,6 +69,7 @@ class SlideView:
     backend: str | None
     cache: str | None
     cellularity: int | None = None  # cells counted on the slide
+    obscured: float | None = None  # estimated share of the cell area obscured (None: unknown)
     reasons: tuple[str, ...] = ()  # why the outcome (not assessable, scores unlike, ...)
 
     @property
@@ -150,6 +151,7 @@ def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
         backend=str(info["backend"]) if info.get("backend") else None,
         cache=str(result["cache"]) if result.get("cache") else None,
         cellularity=_int(result.get("cellularity")),
+        obscured=_num(result.get("obscured")),
         reasons=tuple(map(str, result.get("reasons") or [])),
     )
 

@@ -104,6 +104,7 @@ def score_slide(
     size_l0: float,
     *,
     cellularity: int,
+    obscured: float | None = None,
     settings: AggregationSettings | None = None,
     field_settings: FieldSettings | None = None,
     learned: LearnedRule | None = None,
@@ -112,7 +113,8 @@ def score_slide(
 
     ``prob`` (N,) from ``scores/<model_id>/prob`` (NaN = not scored), ``coords`` (N, 2) level-0
     top-left corners and ``size_l0`` the patch side from the patch cache, ``cellularity`` the
-    estimated number of squamous cells on the slide.
+    estimated number of squamous cells on the slide, ``obscured`` the estimated share of its
+    cell-bearing area under blood or thick overlap (None: unknown).
     """
     settings = settings or AggregationSettings()
     arr = np.asarray(prob, dtype=np.float64).reshape(-1)
@@ -124,5 +126,6 @@ def score_slide(
         n_scored=int(arr.size) - n_nan,
         n_unreadable=n_nan,
         cellularity=int(cellularity),
+        obscured=None if obscured is None else float(obscured),
         fields=find_fields(arr, coords, size_l0, field_settings or FieldSettings()),
     )

@@ -8,7 +8,11 @@ preparation, 8,000 on a conventional smear; ``TriageSettings.min_cellularity``).
 Bethesda, abnormal cells make a specimen satisfactory: a scanty slide that scores at or above the
 threshold goes to REVIEW (``abnormal_overrides_cellularity``). The cell count is an estimate
 with an expected relative error (``cellularity_error``); a count that close to the minimum, on
-either side, says so in the reasons.
+either side, says so in the reasons. A slide whose cells are mostly obscured (the estimated
+share of its cell-bearing area under blood or thick overlap above ``max_obscured_share``,
+Bethesda's 75%) is NOT_ASSESSABLE the same way, and goes to REVIEW instead when it scores at or
+above the threshold; a slide whose share was not measured (a patch cache made before the
+estimate) is not judged on it.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ def _fmt(x: float) -> str:
 
 def _problems(
     s: SlideScore, adequacy: Adequacy, settings: TriageSettings
-) -> tuple[list[str], bool]:
-    """Reasons the slide cannot be assessed, and whether it has too few cells."""
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Reasons the slide cannot be assessed at all, and what it is inadequate for (too few
+    cells, mostly obscured: each as its reason and the warning a reviewed slide carries), which
+    a slide scoring at/above the threshold may override."""
     out: list[str] = []
     if s.score is None or not math.isfinite(s.score):
         out.append(
@@ -67,7 +73,32 @@ def _problems(
         )
         note = "; ".join(t for t in (detail, adequacy.domain_note) if t)
         out.append("unlike the training data" + (f" ({note})" if note else ""))
-    return out, s.cellularity < settings.min_cellularity
+    inadequate = []
+    if s.cellularity < settings.min_cellularity:
+        cells = (
+            f"{s.cellularity:,} cells, below the minimum of {settings.min_cellularity:,} "
+            f"for a {settings.preparation_name}"
+        )
+        inadequate.append((f"too few cells: {cells}", f"scanty slide ({cells})"))
+    if s.obscured is not None and is_obscured(s.obscured, settings):
+        hidden = obscured_text(s.obscured, settings)
+        inadequate.append(
+            (f"cells mostly obscured: {hidden}", f"slide with cells mostly obscured ({hidden})")
+        )
+    return out, inadequate
+
+
+def is_obscured(share: float | None, settings: TriageSettings) -> bool:
+    """Whether an estimated obscured share is over the limit (never when either is unknown)."""
+    limit = settings.max_obscured_share
+    return share is not None and limit is not None and share > limit
+
+
+def obscured_text(share: float, settings: TriageSettings) -> str:
+    """``82% of the cell-bearing area under blood or thick overlap (estimated; limit 75%)``."""
+    limit = settings.max_obscured_share
+    bound = f"; limit {limit:.0%}" if limit is not None else ""
+    return f"{share:.0%} of the cell-bearing area under blood or thick overlap (estimated{bound})"
 
 
 def near_minimum(cellularity: int, settings: TriageSettings) -> bool:
@@ -94,6 +125,8 @@ def _reasons(s: SlideScore, threshold: float, settings: TriageSettings) -> list[
         sign = ">=" if s.score >= threshold else "<"
         out.append(f"score {_fmt(s.score)} {sign} threshold {_fmt(threshold)} ({s.rule})")
     out.append(cellularity_reason(s.cellularity, settings))
+    if s.obscured is not None:
+        out.append(f"obscured: {obscured_text(s.obscured, settings)}")
     out.append(f"scored {s.n_scored:,} of {s.n_patches:,} patches ({s.n_unreadable:,} unreadable)")
     for f in s.fields[:N_FIELD_REASONS]:
         out.append(
@@ -118,25 +151,18 @@ def decide(
             f"the slide was scored with {slide_score.rule!r}"
         )
     threshold = calibration.threshold
-    problems, scanty = _problems(slide_score, adequacy, settings)
+    problems, inadequate = _problems(slide_score, adequacy, settings)
     warnings = [f"calibration: {w}" for w in calibration.warnings]
-    cells = (
-        f"{slide_score.cellularity:,} cells, below the minimum of {settings.min_cellularity:,} "
-        f"for a {settings.preparation_name}"
-    )
     score = slide_score.score
     flagged = not problems and score is not None and score >= threshold
-    if problems:
+    overridden = flagged and settings.abnormal_overrides_cellularity  # never with problems
+    if problems or (inadequate and not overridden):
         outcome = Outcome.NOT_ASSESSABLE
-        if scanty:
-            problems.append(f"too few cells: {cells}")
-    elif scanty and not (flagged and settings.abnormal_overrides_cellularity):
-        outcome = Outcome.NOT_ASSESSABLE
-        problems.append(f"too few cells: {cells}")
+        problems += [reason for reason, _ in inadequate]
     elif flagged:
         outcome = Outcome.REVIEW
-        if scanty:
-            warnings.append(f"scanty slide ({cells}) reviewed because it scores at/above threshold")
+        for _, note in inadequate:
+            warnings.append(f"{note} reviewed because it scores at/above threshold")
     else:
         outcome = Outcome.NEGATIVE
     reasons = [f"not assessable: {p}" for p in problems] + _reasons(

@@ -46,7 +46,8 @@ class TriageSettings(_Settings):
     a liquid-based preparation, ``min_cells_conventional`` on a conventional smear; which one
     applies is ``preparation``, a setting of the run. ``min_cellularity`` is the minimum in
     force: left unset (None) it is the preparation's minimum; set, it overrides both (tests,
-    demo slides smaller than a preparation).
+    demo slides smaller than a preparation). A slide whose estimated obscured share exceeds
+    ``max_obscured_share`` is not assessable either.
     """
 
     preparation: Preparation = "liquid"
@@ -62,7 +63,13 @@ class TriageSettings(_Settings):
     # reference (domain.json); None = measured and recorded but not checked. 6: every generated
     # Pap slide measured stays below 4, every off-domain kind but colour-channel swaps above 7.8
     max_domain_shift: float | None = Field(6.0, ge=0.0)
-    abnormal_overrides_cellularity: bool = True  # Bethesda: abnormal cells make it satisfactory
+    # Bethesda: more than 75% of the squamous cells obscured (blood, inflammation, thick areas)
+    # is unsatisfactory. The share is estimated on the foreground view
+    # (cytoscreen.tiling.obscured: blood and thick overlap); None = recorded but not checked
+    max_obscured_share: float | None = Field(0.75, ge=0.0, le=1.0)
+    # Bethesda: abnormal cells make a specimen satisfactory; a scanty or mostly obscured slide
+    # that scores at/above the threshold goes to review instead of not assessable
+    abnormal_overrides_cellularity: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,9 @@ Layout of ``<cache_dir>/<slide_key>.zarr`` (a group)::
     foreground  (N,) float32   cell-bearing share of each patch
     valid       (N,) bool      False: the patch could not be read (never score it)
     chunk_done  (n_chunks,) uint8, chunks of 1: 1 once that images chunk is written
-    attrs["cytoscreen"]        format, slide, resolution, grid and config provenance
+    attrs["cytoscreen"]        format, slide, resolution, grid and config provenance, and the
+                               slide's obscured share ("obscured": ``ObscuredEstimate.to_dict``;
+                               absent in stores made before it existed)
     COMPLETE                   JSON {config_hash, n_patches}, written last and atomically
 
 The graph has one read task per block of patches and one write task per ``images`` chunk;
@@ -47,6 +49,7 @@ from cytoscreen.tiling.blocks import Block, SlideSource, read_block
 from cytoscreen.tiling.chunkstore import ChunkWriter, chunk_writer
 from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
+from cytoscreen.tiling.obscured import ObscuredEstimate
 from cytoscreen.types import PatchGrid, SlideMeta
 
 FORMAT = 3  # 2: per-patch nuclei counts; 3: the stage-zero nucleus counter (issue 19). Bump it
@@ -384,8 +387,11 @@ def _local_scheduler(name: str) -> Callable[..., Any]:
     raise ValueError(f"unknown local Dask scheduler {name!r}")
 
 
-def _plan(reader: SlideReader, meta: SlideMeta, cfg: Config) -> PatchGrid:
-    """The patch grid of a slide described by ``meta``, its mask read through ``reader``."""
+def _plan(
+    reader: SlideReader, meta: SlideMeta, cfg: Config
+) -> tuple[PatchGrid, ObscuredEstimate | None]:
+    """The patch grid of a slide described by ``meta``, its mask read through ``reader``, and
+    the obscured share of its cell-bearing area (measured on the mask's view)."""
     fg = slide_foreground(reader, cfg.foreground)
     w, h = meta.dimensions
     spec = GridSpec(
@@ -398,7 +404,7 @@ def _plan(reader: SlideReader, meta: SlideMeta, cfg: Config) -> PatchGrid:
         block_patches=cfg.tiling.block_patches,
         min_fraction=cfg.foreground.min_fraction,
     )
-    return build_grid(spec, fg.mask, fg.scale)
+    return build_grid(spec, fg.mask, fg.scale), fg.obscured
 
 
 def tile_slide(
@@ -446,10 +452,10 @@ def tile_slide(
                 fast_backend(slide, meta, mpp) if cfg.reader.backend == "auto" else meta.backend
             )
             if read_backend == meta.backend:
-                grid = _plan(reader, meta, cfg)
+                grid, obscured = _plan(reader, meta, cfg)
         if read_backend != meta.backend:
             with open_slide(slide, backend=read_backend, mpp=mpp) as fast:
-                grid = _plan(fast, meta, cfg)
+                grid, obscured = _plan(fast, meta, cfg)
         attrs = {
             "format": FORMAT,
             "slide_key": key,
@@ -466,6 +472,8 @@ def tile_slide(
             "config_hash": config_hash,
             "config": {k: cfg.to_dict()[k] for k in TILING_SECTIONS},
             "versions": _versions(read_backend),
+            # a slide statistic beside the grid: adding it changes no array, so FORMAT stays
+            "obscured": obscured.to_dict() if obscured is not None else None,
         }
         _create_store(out, grid, cfg, attrs)
         coords, meta_backend = grid.coords, read_backend

@@ -17,8 +17,11 @@ cytoplasm). Wide, evenly dark areas without texture are pen marks and are never 
 Fixed physical thresholds, not Otsu: a blank slide has no stained pixels and yields an empty
 mask, whereas a histogram split would cut its noise in two.
 
-``stain_mask`` and ``pool`` are pure (arrays in, array out); ``slide_foreground`` does the
-reading.
+The same pooled mean also gives the obscured share of the cell-bearing area (blood, thick
+overlap: ``cytoscreen.tiling.obscured``), kept with the mask as a slide statistic.
+
+``stain_mask``, ``pool`` and ``obscured_estimate`` are pure (arrays in, array out);
+``slide_foreground`` does the reading.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from skimage.morphology import disk, isotropic_dilation
 from cytoscreen.config import ForegroundConfig
 from cytoscreen.io.base import RGBArray, SlideReader
 from cytoscreen.io.resolution import plan_read, resample
+from cytoscreen.tiling.obscured import ObscuredEstimate, estimate_obscured
 
 BoolArray = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
@@ -74,6 +78,7 @@ class ForegroundMask:
     mask: BoolArray
     scale: float  # level-0 pixels per mask pixel
     mpp: float  # micrometres per mask pixel
+    obscured: ObscuredEstimate | None = None  # share of the cell-bearing area obscured
 
     @property
     def fraction(self) -> float:
@@ -321,6 +326,13 @@ def stain_mask(
     return mask
 
 
+def obscured_estimate(rgb: RGBArray, mask: BoolArray, mpp: float) -> ObscuredEstimate:
+    """The obscured share of the cell-bearing pixels of ``mask`` (``tiling.obscured``), from
+    the mean colour ``rgb`` of each mask pixel, against the view's own glass (``background``)."""
+    px = np.asarray(rgb, np.uint8)
+    return estimate_obscured(channel_densities(px, background(px)), mask, mpp)
+
+
 def _strips(
     reader: SlideReader, mpp: float, rows_multiple: int = 1, tolerance: float = 0.02
 ) -> Iterator[RGBArray]:
@@ -368,7 +380,8 @@ def read_pooled(
 
 
 def slide_foreground(reader: SlideReader, cfg: ForegroundConfig) -> ForegroundMask:
-    """Stain mask of a slide on a ``cfg.thumbnail_mpp`` grid, read at ``cfg.sample_mpp``.
+    """Stain mask of a slide on a ``cfg.thumbnail_mpp`` grid, read at ``cfg.sample_mpp``, with
+    the obscured share of its cell-bearing area (``obscured_estimate``).
 
     The grid is ``sample_mpp`` times a whole pooling factor (the nearest to ``thumbnail_mpp``).
     """
@@ -377,5 +390,8 @@ def slide_foreground(reader: SlideReader, cfg: ForegroundConfig) -> ForegroundMa
     mean, darkest = read_pooled(reader, sample, factor)
     mask = stain_mask(mean, cfg.thumbnail_mpp, cfg, darkest)
     return ForegroundMask(
-        mask=mask, scale=cfg.thumbnail_mpp / reader.meta.mpp, mpp=cfg.thumbnail_mpp
+        mask=mask,
+        scale=cfg.thumbnail_mpp / reader.meta.mpp,
+        mpp=cfg.thumbnail_mpp,
+        obscured=obscured_estimate(mean, mask, cfg.thumbnail_mpp),
     )

@@ -41,3 +41,13 @@ def test_summary_row_carries_the_score_shift() -> None:
     row = summary_row({"id": "s", "status": "ok", "applicability": {"shift": 5.123456}})
     assert row["score_shift"] == "5.123"
     assert summary_row({"id": "s", "status": "ok", "applicability": None})["score_shift"] == ""
+
+
+def test_summary_row_carries_the_obscured_share_and_unknown_stays_empty() -> None:
+    row = summary_row({"id": "s", "status": "ok", "obscured": 0.82349})
+    assert row["obscured"] == "0.823"
+    assert SUMMARY_COLUMNS.index("obscured") == SUMMARY_COLUMNS.index("cellularity") + 1
+    assert summary_row({"id": "s", "status": "ok", "obscured": 0.0})["obscured"] == "0.000"
+    # a slide tiled before the estimate existed: unknown, not 0
+    assert summary_row({"id": "s", "status": "ok", "obscured": None})["obscured"] == ""
+    assert summary_row({"id": "s", "status": "ok"})["obscured"] == ""

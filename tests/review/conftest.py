@@ -49,7 +49,7 @@ def make_results(root: Path, slide: Path) -> Path:
     results: list[dict[str, Any]] = [
         {**base, "id": IDS[0], "relative_path": EVIL_NAME, "path": str(slide), "status": "ok",
          "outcome": "review", "score": 0.91, "threshold": 0.5, "fields": _fields(4),
-         "warnings": ["<b>bold</b> warning"], "error": None, "cellularity": 7321,
+         "warnings": ["<b>bold</b> warning"], "error": None, "cellularity": 7321, "obscured": 0.834,
          "reasons": ["review: scores unlike the calibration slides (the 90th percentile ...)",
                      "score 0.91 >= threshold 0.5 (max)"]},
         {**base, "id": IDS[1], "relative_path": "negative.tiff", "path": str(slide),

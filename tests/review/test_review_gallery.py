@@ -164,5 +164,10 @@ def test_cell_count_and_the_reasons_that_matter_are_shown(
     assert slide is not None
     page = render_slide(results, slide, mode="static")
     assert "7,321 cells counted" in page
+    assert "83% obscured" in page  # the estimated obscured share (result.json "obscured")
+    assert 'data-value="0.834">83%</td>' in index
+    negative = results.slide(ids[1])
+    assert negative is not None and negative.obscured is None  # not recorded: unknown
+    assert "obscured</span>" not in render_slide(results, negative, mode="static")
     assert "review: scores unlike the calibration slides" in page
     assert "score 0.91 &gt;= threshold" not in page  # routine lines stay in summary.csv

@@ -174,6 +174,73 @@ def test_a_count_within_its_error_of_the_minimum_says_so(
     assert (f"cellularity {cells:,} cells" in d.reasons) is not near
 
 
+OBSCURED_82 = (
+    "not assessable: cells mostly obscured: 82% of the cell-bearing area under blood or thick "
+    "overlap (estimated; limit 75%)"
+)
+
+
+def test_mostly_obscured_slide_is_not_assessable_with_the_reason() -> None:
+    d = decide(replace(OK, obscured=0.82), CAL)
+    assert d.outcome is Outcome.NOT_ASSESSABLE
+    assert d.reasons[0] == OBSCURED_82
+    # more than the limit: at it, the slide is assessable and says how obscured it is
+    at_limit = decide(replace(OK, obscured=0.75), CAL)
+    assert at_limit.outcome is Outcome.NEGATIVE
+    assert (
+        "obscured: 75% of the cell-bearing area under blood or thick overlap "
+        "(estimated; limit 75%)" in at_limit.reasons
+    )
+    lower = decide(replace(OK, obscured=0.82), CAL, settings=TriageSettings(max_obscured_share=0.9))
+    assert lower.outcome is Outcome.NEGATIVE
+
+
+def test_obscured_share_is_only_recorded_without_a_limit() -> None:
+    d = decide(replace(OK, obscured=0.99), CAL, settings=TriageSettings(max_obscured_share=None))
+    assert d.outcome is Outcome.NEGATIVE
+    assert (
+        "obscured: 99% of the cell-bearing area under blood or thick overlap (estimated)"
+        in d.reasons
+    )
+
+
+def test_unknown_obscured_share_applies_no_rule() -> None:
+    d = decide(replace(OK, obscured=None), CAL)  # a patch cache made before the estimate
+    assert d.outcome is Outcome.NEGATIVE
+    assert not any("obscured" in r for r in d.reasons + d.warnings)
+
+
+def test_obscured_but_abnormal_goes_to_review_like_a_scanty_slide() -> None:
+    s = replace(OK, score=0.8, obscured=0.9)
+    d = decide(s, CAL)
+    assert d.outcome is Outcome.REVIEW
+    assert not any(r.startswith("not assessable") for r in d.reasons)
+    assert any(
+        w.startswith("slide with cells mostly obscured (90% of the cell-bearing area")
+        and w.endswith("reviewed because it scores at/above threshold")
+        for w in d.warnings
+    ), d.warnings
+    strict = decide(s, CAL, settings=TriageSettings(abnormal_overrides_cellularity=False))
+    assert strict.outcome is Outcome.NOT_ASSESSABLE
+    assert any(r.startswith("not assessable: cells mostly obscured: 90%") for r in strict.reasons)
+
+
+def test_scanty_and_obscured_are_both_named() -> None:
+    d = decide(replace(OK, cellularity=1200, obscured=0.82), CAL)
+    assert d.outcome is Outcome.NOT_ASSESSABLE
+    assert d.reasons[:2] == (
+        "not assessable: too few cells: 1,200 cells, below the minimum of 5,000 for a "
+        "liquid-based preparation",
+        OBSCURED_82,
+    )
+    reviewed = decide(replace(OK, score=0.8, cellularity=1200, obscured=0.82), CAL)
+    assert reviewed.outcome is Outcome.REVIEW
+    notes = [
+        w for w in reviewed.warnings if w.endswith("reviewed because it scores at/above threshold")
+    ]
+    assert [w.split(" (")[0] for w in notes] == ["scanty slide", "slide with cells mostly obscured"]
+
+
 def test_all_problems_are_listed() -> None:
     s = replace(OK, score=None, n_scored=0, n_unreadable=1000, cellularity=0)
     d = decide(s, CAL, Adequacy(resolution_ok=False))
@@ -193,16 +260,23 @@ def test_rule_mismatch_is_an_error() -> None:
     cellularity=st.integers(0, 10_000),
     resolution_ok=st.booleans(),
     off_domain=st.booleans(),
+    obscured=st.one_of(st.none(), st.floats(0.0, 1.0)),
 )
 def test_negative_only_when_assessable_and_below(
-    score: float | None, n_unreadable: int, cellularity: int, resolution_ok: bool, off_domain: bool
+    score: float | None,
+    n_unreadable: int,
+    cellularity: int,
+    resolution_ok: bool,
+    off_domain: bool,
+    obscured: float | None,
 ) -> None:
     s = replace(OK, score=score, n_patches=100, n_scored=100 - n_unreadable,
-                n_unreadable=n_unreadable, cellularity=cellularity)  # fmt: skip
+                n_unreadable=n_unreadable, cellularity=cellularity, obscured=obscured)  # fmt: skip
     d = decide(s, CAL, Adequacy(resolution_ok=resolution_ok, off_domain=off_domain))
     assessable = score is not None and n_unreadable <= 5 and resolution_ok and not off_domain
     if d.outcome is Outcome.NEGATIVE:
         assert assessable and score is not None and score < 0.5 and cellularity >= 5000
+        assert obscured is None or obscured <= 0.75
     if not assessable:
         assert d.outcome is Outcome.NOT_ASSESSABLE
     if assessable and score is not None and score >= 0.5:

@@ -23,6 +23,8 @@ from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.tiling import blocks
 from cytoscreen.tiling import cache as cache_module
 from cytoscreen.tiling.cache import FORMAT, open_cache, tile_slide, tile_slides
+from cytoscreen.tiling.foreground import slide_foreground
+from cytoscreen.tiling.obscured import ObscuredEstimate
 
 Slide = tuple[Path, npt.NDArray[np.int64]]
 
@@ -66,6 +68,11 @@ def test_layout_attrs_and_complete_marker(cells_slide: Slide, small_cfg: Config,
     assert set(a["config"]) == set(TILING_SECTIONS)
     assert a["mpp"] == pytest.approx(0.25) and a["size_l0"] == pytest.approx(448.0)
     assert {"cytoscreen", "zarr", "dask"} <= set(a["versions"])
+    # the obscured share measured on the mask's view is kept with the store (no new array)
+    with open_slide(path) as reader:
+        expected = slide_foreground(reader, small_cfg.foreground).obscured
+    stored = ObscuredEstimate.from_dict(a["obscured"])
+    assert stored is not None and stored == expected and stored.cell_pixels > 0
     record = json.loads((out / "COMPLETE").read_text())
     assert record == {"config_hash": a["config_hash"], "n_patches": n}
 
