@@ -19,7 +19,7 @@ from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
 from cytoscreen.errors import BadCalibration
 from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
-from cytoscreen.slide.applicability import fit_score_reference, score_stats
+from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_stats
 from cytoscreen.strata import abnormal_stratum
 from cytoscreen.types import SCORING_KEYS, scoring_kind
 
@@ -178,18 +178,21 @@ def calibrate_from_results(
     ]  # fmt: skip
     reference = None
     if applicability_limit is not None:
-        stats = []
+        stats, sizes = [], []
         for r, row, keep in zip(chosen, used_rows, counted, strict=True):
-            pair = _patch_scores(r) if keep and not row.positive else None
+            pair = _patch_scores(r) if keep else None
             st = score_stats(*pair) if pair is not None else None
             if st is not None:
-                stats.append(st)
+                sizes.append(int(st[N_KEY]))
+                if not row.positive:
+                    stats.append(st)
         if len(stats) >= 5:
             reference = fit_score_reference(
                 stats,
                 limit=applicability_limit,
                 source=f"patch scores of {len(stats)} counted negative slides of manifest "
                 f"{manifest.name} (sha256 {digest})",
+                min_patches=min(sizes),
             )
     cal = calibrate(
         scores,

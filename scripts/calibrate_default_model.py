@@ -10,8 +10,10 @@
    (``synth.patches.Conditions``: liquid-based and conventional, stain 0.85-1.15, colour, focus
    0-0.5 um, blood, density, JPEG quality 70-95, scanned at 0.25 um/px):
    - ``positive``: small fast slides (800-2,000 labelled cells) with 1, 2-3, 4-10 or 11-200
-     abnormal cells (even strata). Sensitivity measured on small slides holds on larger ones
-     for every rule here: adding normal patches never lowers a slide's score.
+     abnormal cells (each stratum equally likely; ``--single N`` adds N slides with one).
+     Sensitivity measured on small slides holds on larger ones for every fixed rule here:
+     adding normal patches never lowers a slide's score (not so for the learned rule, whose
+     share-of-patches feature falls with slide size: it is not compared on this set).
    - ``negative`` / ``negconv``: adequate preparations for specificity (Bethesda: 5,200-8,000
      labelled cells liquid-based, 8,200-11,000 conventional).
    - ``scanty``: negatives with 1,000-4,000 cells: they must come out not assessable.
@@ -23,7 +25,9 @@
    how often the top-10 fields hold a true abnormal cell (beside the chance level: the same
    field machinery on scores shuffled within each slide). It also reports the applicability
    check on the negatives (leave-one-out).
-4. ``--write`` makes sure the stored results use the configured rule and writes
+4. ``--decide`` screens the set with the shipped calibration and counts the outcomes (for the
+   shifted test set: positives called NEGATIVE).
+5. ``--write`` makes sure the stored results use the configured rule and writes
    calibration.json next to the model through ``cytoscreen.calibration.calibrate_from_results``
    (what ``cytoscreen calibrate`` runs), with per-stratum figures and the score reference.
 
@@ -51,6 +55,8 @@ SETS: dict[str, tuple[str, tuple[int, int], int, str | None]] = {
     "negative": ("negative", (5200, 8000), 42_000, "liquid"),
     "negconv": ("negative", (8200, 11000), 44_000, "conventional"),
     "scanty": ("negative", (1000, 4000), 43_000, None),
+    # one abnormal cell among the normal ones: the case that matters most (--single)
+    "single": ("positive", (800, 2000), 46_000, None),
 }
 ADEQUATE_SETS = ("negative", "negconv")
 CHUNK = 10  # slides per generation job
@@ -103,6 +109,7 @@ def _generate_chunk(args: tuple[str, Path, int, int, int, str, bool]) -> Path:
         mpp=MPP,
         conditions=conditions,
         prep=prep,
+        n_abnormal=1 if name == "single" else None,
     )
 
 
@@ -149,6 +156,40 @@ def screen_all(work: Path) -> Path:
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
     screen(folders, results, cfg, cache_dir=work / "cache", scores_only=True)
     return results
+
+
+def decide_all(work: Path) -> None:
+    """Screen the set with the shipped model and calibration (``--decide``: scores come from
+    the cache) and print the outcomes by label and abnormal-cell stratum, how many positives
+    were called NEGATIVE, and each not-assessable slide's first reason."""
+    from collections import Counter
+
+    from cytoscreen.config import load_config
+    from cytoscreen.manifest import read_manifest
+    from cytoscreen.pipeline import screen
+    from cytoscreen.strata import abnormal_stratum
+
+    folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
+    report = screen(folders, work / "decided", load_config(), cache_dir=work / "cache")
+    rows = {str(r.path): r for r in read_manifest(work / "manifest.csv", check_files=False).rows}
+    outcomes: Counter[tuple[str, str, str]] = Counter()
+    pos = negative_calls = below = 0
+    for r in report.results:
+        row = rows[str(Path(r["path"]).resolve())]
+        n = int(float(row.extra.get("n_abnormal") or 0))
+        stratum = abnormal_stratum(n) if row.positive else "0"
+        outcomes[("positive" if row.positive else "negative", stratum, str(r.get("outcome")))] += 1
+        if row.positive:
+            pos += 1
+            negative_calls += r.get("outcome") == "negative"
+            score, thr = r.get("score"), r.get("threshold")
+            below += score is not None and thr is not None and score < thr
+        if r.get("outcome") == "not_assessable":
+            print(f"  not assessable: {r['id']}: {r['reasons'][0]}")
+    for (label, stratum, outcome), k in sorted(outcomes.items()):
+        print(f"  {label:<9} abnormal cells {stratum:<7} {outcome:<15} {k}")
+    print(f"positives called NEGATIVE: {_prop(negative_calls, pos)}; positives scoring below "
+          f"the threshold (not assessable or negative): {below}/{pos}")  # fmt: skip
 
 
 def load_slides(work: Path) -> list[dict[str, Any]]:
@@ -212,7 +253,13 @@ def _prop(k: int, n: int) -> str:
 
 def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     from cytoscreen.calibration import strata_of
-    from cytoscreen.slide import AggregationSettings, aggregate, calibrate, rule_label
+    from cytoscreen.slide import (
+        AggregationSettings,
+        aggregate,
+        calibrate,
+        choose_threshold,
+        rule_label,
+    )
     from cytoscreen.slide.applicability import check_scores, fit_score_reference, score_stats
     from cytoscreen.training.metrics import auc_with_ci
 
@@ -250,11 +297,50 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
         print(f"{name:<18}{auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}]  "
               f"{cal.threshold:>10.4g}  {_prop(cal.sensitivity.k, cal.sensitivity.n):<26}"
               f"{_prop(sp.k, sp.n) if sp else '-':<26}{one_txt:<22}")  # fmt: skip
+    # full-size positives: the positives are small slides, the negatives adequate ones with
+    # several times their patches, so a max-like score compares an abnormal cell with a
+    # longer normal tail on the negatives. Each positive's patches added to those of an
+    # adequate negative of the same preparation (drawn at random) stand for an adequate
+    # positive slide (the abnormal cells among >= 5,000 normal ones).
+    print("\nfull-size positives (each positive's patches joined to a random adequate negative's "
+          "of its preparation), against the adequate negatives:")  # fmt: skip
+    rng_full = np.random.default_rng(1)
+    by_prep: dict[str, list[dict[str, Any]]] = {}
+    for s in neg:
+        by_prep.setdefault(s["row"].extra.get("prep", ""), []).append(s)
+    joined, joined_one = [], []
+    for s in pos:
+        pool = by_prep.get(s["row"].extra.get("prep", ""), neg)
+        if pool:
+            other = pool[int(rng_full.integers(len(pool)))]
+            joined.append(np.concatenate([s["prob"], other["prob"]]))
+            joined_one.append(s["abnormal"].shape[0] == 1)
+    if joined and neg:
+        y_full = np.r_[np.ones(len(joined)), np.zeros(len(neg))]
+        for name, st in rules.items():
+            sc = np.array([aggregate(p, st) for p in joined] +
+                          [aggregate(s["prob"], st) for s in neg], float)  # fmt: skip
+            auc = auc_with_ci(y_full, sc, seed=0)
+            t = choose_threshold(sc.tolist(), y_full.astype(int).tolist(), target)
+            tn = int((sc[len(joined) :] < t).sum())
+            one = np.r_[np.array(joined_one, bool), np.ones(len(neg), bool)]
+            auc1 = auc_with_ci(y_full[one], sc[one], seed=0)
+            print(f"  {name:<18}AUC {auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}] "
+                  f"(n = {len(joined)} + {len(neg)}); at {target:g} sensitivity: threshold "
+                  f"{t:.4g}, specificity {_prop(tn, len(neg))}; 1-cell positives only: AUC "
+                  f"{auc1.value:.3f} [{auc1.ci_low:.3f}, {auc1.ci_high:.3f}] "
+                  f"(n = {int(sum(joined_one))} + {len(neg)})")  # fmt: skip
+    # the normal tail: how far the adequate negatives' patches reach, against the abnormal cells
+    tails = np.array([np.sort(s["prob"][np.isfinite(s["prob"])])[::-1][:1] for s in neg]).ravel()
+    over = [int((s["prob"] >= 0.9).sum()) for s in neg]
+    n_patches = [int(np.isfinite(s["prob"]).sum()) for s in neg]
+    if neg:
+        print(f"adequate negatives: {int(np.median(n_patches))} scored patches (median), best "
+              f"patch median {np.median(tails):.3f} (min {tails.min():.3f}); patches >= 0.9: "
+              f"median {int(np.median(over))} per slide")  # fmt: skip
     # what the target costs by how many abnormal cells a slide must have to count: the
     # threshold that detects the target share of the positives with at least n abnormal cells
     # (exploratory: the calibration itself holds the target for every stratum, 1 cell included)
-    from cytoscreen.slide import choose_threshold
-
     print("\nspecificity (adequate negatives) when only positives with >= n abnormal cells count:")
     n_ab = np.array([s["abnormal"].shape[0] for s in slides])
     y_all = np.array([s["label"] for s in slides])
@@ -300,6 +386,9 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     # the applicability check, leave-one-out on the adequate negatives
     stats = [score_stats(s["prob"], s["nuclei"] > 0) for s in neg]
     ok = [x for x in stats if x is not None]
+    if len(ok) < 6:
+        print(f"applicability: {len(ok)} adequate negatives, too few for a reference")
+        return
     for limit in (3.0, 4.0, 5.0):
         flagged = 0
         for i in range(len(ok)):
@@ -318,6 +407,7 @@ def main() -> None:
     ap.add_argument("--positive", type=int, default=400)
     ap.add_argument("--negative", type=int, default=120)
     ap.add_argument("--scanty", type=int, default=20)
+    ap.add_argument("--single", type=int, default=0, help="extra positives with 1 abnormal cell")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--target", type=float, default=0.99)
     ap.add_argument("--generate", action="store_true")
@@ -325,6 +415,7 @@ def main() -> None:
     ap.add_argument("--shifted", action="store_true", help="conditions outside calibration's")
     ap.add_argument("--screen", action="store_true")
     ap.add_argument("--study", action="store_true")
+    ap.add_argument("--decide", action="store_true", help="outcomes with the shipped calibration")
     ap.add_argument("--write", action="store_true", help="write calibration.json beside the model")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -335,12 +426,15 @@ def main() -> None:
             "negative": args.negative - half,
             "negconv": half,
             "scanty": args.scanty,
+            "single": args.single,
         }
         generate(args.work, counts, args.workers, args.fields, args.shifted)
     if args.screen:
         screen_all(args.work)
     if args.study:
         study(load_slides(args.work), args.target)
+    if args.decide:
+        decide_all(args.work)
     if args.write:
         from cytoscreen.calibration import calibrate_from_results
         from cytoscreen.pipeline import DEFAULT_MODEL_DIR

@@ -30,6 +30,7 @@ EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before the log-odds
 SPREAD_FLOOR = 0.25  # log-odds: a reference that happens to be tight is not over-trusted
 MIN_PATCHES = 20  # fewer scored patches: the statistics are not measured
 SCALE = 1.4826  # median absolute deviation of a normal distribution -> its standard deviation
+N_KEY = "n"  # score_stats: how many patches the quantiles were taken over
 
 
 def logit(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -51,14 +52,22 @@ def score_stats(prob: npt.ArrayLike, cells: npt.ArrayLike | None = None) -> dict
     if ok.sum() < MIN_PATCHES:
         return None
     z = logit(p[ok])
-    return {name: float(np.quantile(z, q)) for name, q in QUANTILES.items()}
+    out = {name: float(np.quantile(z, q)) for name, q in QUANTILES.items()}
+    out[N_KEY] = float(ok.sum())
+    return out
 
 
 def fit_score_reference(
-    stats: Sequence[Mapping[str, float]], *, limit: float, source: str
+    stats: Sequence[Mapping[str, float]],
+    *,
+    limit: float,
+    source: str,
+    min_patches: int | None = None,
 ) -> ScoreReference:
     """Median and robust spread (scaled MAD, at least ``SPREAD_FLOOR``) of each statistic over
-    the calibration negatives; ``limit`` is the largest |z| still called applicable."""
+    the calibration negatives; ``limit`` is the largest |z| still called applicable;
+    ``min_patches``: the fewest scored patches of any calibration slide (a smaller slide is
+    unlike all of them)."""
     if len(stats) < 5:
         raise ValueError(f"a score reference needs at least 5 slides, got {len(stats)}")
     centre, spread, lo, hi = {}, {}, {}, {}
@@ -75,6 +84,7 @@ def fit_score_reference(
         n_slides=len(stats),
         limit=limit,
         source=source,
+        min_patches=min_patches,
     )
 
 
@@ -105,6 +115,13 @@ def check_scores(stats: Mapping[str, float] | None, ref: ScoreReference) -> Scor
     if stats is None:
         return ScoreCheck(0.0, {}, True, False, "too few scored patches to compare")
     z = {k: (stats[k] - ref.centre[k]) / ref.spread[k] for k in ref.centre if k in stats}
+    n = stats.get(N_KEY)
+    if ref.min_patches is not None and n is not None and n < ref.min_patches:
+        note = (
+            f"{int(n):,} scored patches, fewer than the {ref.min_patches:,} of the smallest "
+            "calibration slide: the threshold was not measured on slides this small"
+        )
+        return ScoreCheck(max((abs(v) for v in z.values()), default=0.0), z, False, True, note)
     worst = max(z, key=lambda k: abs(z[k]))
     shift = abs(z[worst])
     applicable = shift <= ref.limit

@@ -55,6 +55,9 @@ class ScoreReference(_Record):
     n_slides: int = Field(ge=1)
     limit: float = Field(gt=0.0)
     source: str
+    # the fewest scored patches of any calibration slide (positives included): a smaller slide
+    # is smaller than every slide the threshold was measured on (None: not recorded)
+    min_patches: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoreReference:

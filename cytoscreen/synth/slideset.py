@@ -56,9 +56,10 @@ def largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
 
 
 def draw_n_abnormal(rng: np.random.Generator) -> int:
-    """Abnormal cells for a positive slide: a stratum at random, log-uniform inside it."""
+    """Abnormal cells for a positive slide: a stratum at random (each equally likely), then
+    log-uniform inside it (rounded down, so the draw never leaves its stratum)."""
     lo, hi = ABNORMAL_STRATA[int(rng.integers(len(ABNORMAL_STRATA)))]
-    return int(round(np.exp(rng.uniform(np.log(lo), np.log(hi + 0.999)) - 1e-9)))
+    return min(hi, int(np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1.0))))))
 
 
 def kit_splits(kit: CellKit, seed: int, fractions: Sequence[float]) -> ImageSplits:

@@ -150,7 +150,9 @@ real, locally labelled slides and pathologist reviews.
   smear crops), real whole-slide patches of any kind;
 - other stains, scanners, objectives or resolutions (0.25 um/px is an assumption);
 - AGC and glandular lesions, endometrial cells, organisms, other non-squamous findings;
-- slide-level sensitivity/specificity (this card is patch-level only);
+- slide-level decisions beyond what its calibration.json measured (this card is patch level;
+  the slide threshold, its sensitivity and specificity with counts and the slides they were
+  measured on are in calibration.json and docs/model.md);
 - populations, labs and prevalences beyond the CRIC collection.
 
 ## Attribution

@@ -75,8 +75,43 @@ def test_set(cfg: TrainConfig, test_kit: CellKit, seed: int = 0) -> EvalSet:
     )
 
 
+TEST_HEADING = "## Test (held-out test fields, measured once)"
+
+
+def test_section(report: TestReport) -> str:
+    """The model card README's test section (markdown) for ``report``."""
+    names = {
+        "patch_auc_cells": "AUC, cells only (abnormal against NILM)",
+        "patch_auc_slides": "AUC, windows of virtual test slides",
+        "patch_auc": "AUC, all test patches",
+        "sensitivity_cells": "cells: sensitivity at the operating point",
+        "specificity_cells": "cells: specificity at the operating point",
+        "sensitivity_slides": "windows: sensitivity at the operating point",
+        "specificity_slides": "windows: specificity at the operating point",
+    }
+    lines = [TEST_HEADING, "", report.notes + ".", ""]
+    for key, label in names.items():
+        m = report.metrics.get(key)
+        if m is not None:
+            lines.append(
+                f"- {label}: {m.value:.3f} (95% CI {m.ci_low:.3f}-{m.ci_high:.3f}, n={m.n})"
+            )
+    lines += [
+        "",
+        "| category | n | flagged at the operating point | AUC vs all negatives (95% CI) |",
+        "|---|---|---|---|",
+    ]
+    for cat, r in report.by_category.items():
+        auc = (
+            f"{r['auc']:.3f} ({r['auc_ci_low']:.3f}-{r['auc_ci_high']:.3f})" if "auc" in r else "-"
+        )
+        lines.append(f"| {cat} | {r['n']} | {r['flagged']} | {auc} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_test_report(model_dir: str | Path, report: TestReport) -> ModelCard:
-    """Record the report in the model's card.json (the weights and their digest unchanged)."""
+    """Record the report in the model's card.json (the weights and their digest unchanged) and
+    put its test section into the card's README.md (replacing an earlier one)."""
     from cytoscreen.fsutil import write_text_atomic
 
     card = read_card(model_dir).model_copy(
@@ -84,4 +119,21 @@ def write_test_report(model_dir: str | Path, report: TestReport) -> ModelCard:
                 "test_notes": report.notes}
     )  # fmt: skip
     write_text_atomic(Path(model_dir) / CARD_NAME, card.model_dump_json(indent=2))
+    readme = Path(model_dir) / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        head, found, rest = text.partition(TEST_HEADING)
+        tail = ""
+        if found:  # keep what follows the old section (from its next "## " heading on)
+            _, nxt, after = rest.partition("\n## ")
+            tail = "\n## " + after if nxt else ""
+            text = head.rstrip("\n") + "\n\n" + test_section(report) + tail
+        else:  # before "## Precision" when there is one, else at the end
+            before, sep, after = text.partition("## Precision")
+            text = (
+                before.rstrip("\n") + "\n\n" + test_section(report) + "\n" + sep + after
+                if sep
+                else text.rstrip("\n") + "\n\n" + test_section(report)
+            )
+        write_text_atomic(readme, text)
     return card

@@ -49,6 +49,21 @@ def test_shifted_backgrounds_fail_the_check_both_ways() -> None:
         fit_score_reference(stats[:3], limit=4.0, source="x")  # type: ignore[arg-type]
 
 
+def test_a_slide_smaller_than_every_calibration_slide_is_unlike_them() -> None:
+    rng = np.random.default_rng(1)
+    stats = [score_stats(_slide(rng, rng.normal(0, 0.2))) for _ in range(20)]
+    usable = [s for s in stats if s is not None]
+    ref = fit_score_reference(usable, limit=4.0, source="test", min_patches=300)
+    assert ref.min_patches == 300 and usable[0]["n"] == 400
+    small = check_scores(score_stats(_slide(rng, 0.0, n=150)), ref)
+    assert not small.applicable and small.measured
+    assert "150 scored patches, fewer than the 300 of the smallest calibration slide" in small.note
+    assert check_scores(score_stats(_slide(rng, 0.0, n=300)), ref).applicable  # as small: fine
+    # a reference without the size (older calibration files) judges by the quantiles alone
+    unsized = fit_score_reference(usable, limit=4.0, source="test")
+    assert check_scores(score_stats(_slide(rng, 0.0, n=150)), unsized).applicable
+
+
 def test_a_negative_unlike_the_calibration_slides_goes_to_review() -> None:
     from cytoscreen.slide.applicability import ScoreCheck, never_negative_when_unlike
     from cytoscreen.types import Outcome, TriageDecision

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,4 +78,7 @@ def test_abnormal_strata_cover_one_cell_to_hundreds() -> None:
     labels = {abnormal_stratum(n) for n in draws}
     assert labels == {"1", "2-3", "4-10", f"11-{ABNORMAL_STRATA[-1][1]}"}
     assert min(draws) == 1 and max(draws) <= ABNORMAL_STRATA[-1][1]
+    # every stratum equally likely (a quarter each of 400: 100 +- about 3 sd of 8.7)
+    counts = Counter(labels_of := [abnormal_stratum(n) for n in draws])
+    assert len(labels_of) == 400 and all(74 <= c <= 126 for c in counts.values()), counts
     assert abnormal_stratum(500) == f">{ABNORMAL_STRATA[-1][1]}"
