@@ -18,6 +18,7 @@ from cytoscreen.errors import BadCheckpoint
 from cytoscreen.io import open_slide
 from cytoscreen.pipeline import DEFAULT_MODEL_DIR, DOMAIN_NAME, screen
 from cytoscreen.synth.tiffwriter import write_array_tiff
+from tests.pipeline.results_by_name import by_name
 
 NOT_ASSESSABLE = "not_assessable"
 
@@ -63,10 +64,6 @@ def domain_slides(
     return root
 
 
-def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {Path(r["path"]).stem: r for r in results}
-
-
 @pytest.fixture(scope="module")
 def screened(
     tmp_path_factory: pytest.TempPathFactory,
@@ -77,7 +74,7 @@ def screened(
     out = tmp_path_factory.mktemp("results")
     report = screen([domain_slides], out, load_config(config_path), model_dir=domain_model)
     assert report.n_failed == 0, [r.get("error") for r in report.results]
-    return out, _by_name(report.results)
+    return out, by_name(report.results)
 
 
 def _domain_reasons(result: dict[str, Any]) -> list[str]:
@@ -118,7 +115,7 @@ def test_results_json_carries_the_statistic_and_the_reference(
     screened: tuple[Path, dict[str, dict[str, Any]]],
 ) -> None:
     out = screened[0]
-    slides = _by_name(json.loads((out / "results.json").read_text())["slides"])
+    slides = by_name(json.loads((out / "results.json").read_text())["slides"])
     assert set(slides) == {"pap", "he", "grey", "blankish"}
     for r in slides.values():
         assert r["domain"]["checked"] and isinstance(r["domain"]["shift"], float)

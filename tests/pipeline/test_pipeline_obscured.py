@@ -17,6 +17,7 @@ from cytoscreen.config import Config, load_config
 from cytoscreen.pipeline import screen
 from cytoscreen.synth import SlideSpec, bundled_kit, generate_slide
 from cytoscreen.tiling.cache import ATTR_KEY
+from tests.pipeline.results_by_name import by_name
 
 OBSCURED_REASON = "not assessable: cells mostly obscured: "
 
@@ -42,10 +43,6 @@ def strict_cfg(
     return load_config(write_config(path, triage={"abnormal_overrides_cellularity": False}))
 
 
-def _by_name(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {Path(r["path"]).stem: r for r in results}
-
-
 @pytest.fixture(scope="module")
 def screened(
     tmp_path_factory: pytest.TempPathFactory,
@@ -57,7 +54,7 @@ def screened(
     cache = tmp_path_factory.mktemp("cache")
     report = screen([bloody_slides], out, strict_cfg, model_dir=model_dir, cache_dir=cache)
     assert report.n_failed == 0, [r.get("error") for r in report.results]
-    return out, cache, _by_name(report.results)
+    return out, cache, by_name(report.results)
 
 
 def test_heavy_blood_makes_a_slide_not_assessable_with_the_reason(
