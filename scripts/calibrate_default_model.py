@@ -280,15 +280,19 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
           f"{n_scanty} scanty negatives; target {target}")  # fmt: skip
     rows = [s["row"] for s in slides]
     strata = strata_of(rows)
+    y = np.array([s["label"] for s in slides])
+    m = np.array(counted)
+    neg_mask = np.array([s["set"] in ADEQUATE_SETS for s in slides])  # the slides of ``neg``
+    # each rule's slide scores, computed once for every table below
+    by_rule = {name: np.array([aggregate(s["prob"], st) for s in slides], float)
+               for name, st in rules.items()}  # fmt: skip
     print(f"{'rule':<18}{'AUC [95% CI]':<24}{'threshold':>10}  {'sensitivity':<26}"
           f"{'specificity (adequate)':<26}{'sens. 1 cell':<22}")  # fmt: skip
     for name, st in rules.items():
-        scores = [aggregate(s["prob"], st) for s in slides]
-        y = np.array([s["label"] for s in slides])
-        m = np.array(counted)
-        auc = auc_with_ci(y[m], np.array(scores, float)[m], seed=0)
+        scores = by_rule[name]
+        auc = auc_with_ci(y[m], scores[m], seed=0)
         cal = calibrate(
-            scores, y.tolist(), model_id="m", rule=rule_label(st), data_source="val",
+            scores.tolist(), y.tolist(), model_id="m", rule=rule_label(st), data_source="val",
             target_sensitivity=target, strata=strata, specificity_mask=counted,
         )  # fmt: skip
         sp = cal.specificity
@@ -318,8 +322,7 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     if joined and neg:
         y_full = np.r_[np.ones(len(joined)), np.zeros(len(neg))]
         for name, st in rules.items():
-            sc = np.array([aggregate(p, st) for p in joined] +
-                          [aggregate(s["prob"], st) for s in neg], float)  # fmt: skip
+            sc = np.r_[[aggregate(p, st) for p in joined], by_rule[name][neg_mask]]
             auc = auc_with_ci(y_full, sc, seed=0)
             t = choose_threshold(sc.tolist(), y_full.astype(int).tolist(), target)
             tn = int((sc[len(joined) :] < t).sum())
@@ -343,14 +346,11 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     # (exploratory: the calibration itself holds the target for every stratum, 1 cell included)
     print("\nspecificity (adequate negatives) when only positives with >= n abnormal cells count:")
     n_ab = np.array([s["abnormal"].shape[0] for s in slides])
-    y_all = np.array([s["label"] for s in slides])
-    neg_mask = np.array([s["set"] in ADEQUATE_SETS for s in slides])
-    for name, st in rules.items():
-        sc = np.array([aggregate(s["prob"], st) for s in slides], float)
+    for name, sc in by_rule.items():
         parts = []
         for n_min in (1, 2, 4, 11):
-            keep = neg_mask | ((y_all == 1) & (n_ab >= n_min))
-            t = choose_threshold(sc[keep].tolist(), y_all[keep].tolist(), target)
+            keep = neg_mask | ((y == 1) & (n_ab >= n_min))
+            t = choose_threshold(sc[keep].tolist(), y[keep].tolist(), target)
             tn = int((sc[neg_mask] < t).sum())
             parts.append(f">={n_min}: {_prop(tn, int(neg_mask.sum()))}")
         print(f"  {name:<18}" + "   ".join(parts))
@@ -389,12 +389,12 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     if len(ok) < 6:
         print(f"applicability: {len(ok)} adequate negatives, too few for a reference")
         return
+    pstats = [score_stats(s["prob"], s["nuclei"] > 0) for s in pos]
     for limit in (3.0, 4.0, 5.0):
         flagged = 0
         for i in range(len(ok)):
             ref = fit_score_reference(ok[:i] + ok[i + 1 :], limit=limit, source="loo")
             flagged += not check_scores(ok[i], ref).applicable
-        pstats = [score_stats(s["prob"], s["nuclei"] > 0) for s in pos]
         ref = fit_score_reference(ok, limit=limit, source="all")
         pflag = sum(not check_scores(x, ref).applicable for x in pstats if x is not None)
         print(f"applicability limit {limit:g}: {_prop(flagged, len(ok))} adequate negatives "
