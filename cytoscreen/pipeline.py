@@ -232,7 +232,7 @@ def estimate_cellularity(cache: PatchCache) -> int:
     return int(cache.nuclei[cache.valid].sum())
 
 
-def obscured_estimate(cache: PatchCache) -> ObscuredEstimate | None:
+def stored_obscured(cache: PatchCache) -> ObscuredEstimate | None:
     """The obscured share the tiler measured on the slide's foreground view; None when the
     store was made before the estimate existed (unknown, not 0)."""
     return ObscuredEstimate.from_dict(cache.attrs.get("obscured"))
@@ -407,7 +407,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     prob = np.asarray(root[f"scores/{run.model.model_id}/prob"][:], dtype=np.float32)  # type: ignore[index]
     size_l0 = float(cache.attrs["size_l0"])
     cal = run.calibration.calibration if run.calibration else None
-    obscured = obscured_estimate(cache)
+    obscured = stored_obscured(cache)
     sscore = score_slide(
         prob,
         cache.coords,
