@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from cytoscreen.config import Config
 from cytoscreen.errors import ConfigError, CytoscreenError
+from cytoscreen.types import BACKENDS, PRECISIONS, RUNTIMES
 
 app = typer.Typer(
     add_completion=False,
@@ -31,16 +33,12 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-BackendOpt = Annotated[
-    str, typer.Option("--backend", help="Slide reader: auto, openslide or tiffslide.")
-]
+BackendOpt = Annotated[str, typer.Option("--backend", help=f"Slide reader: {', '.join(BACKENDS)}.")]
 MppOpt = Annotated[
     float | None,
     typer.Option("--mpp", help="Scan resolution in um/px, for slides that do not record it."),
 ]
-BackendOverrideOpt = Annotated[
-    str | None, typer.Option("--backend", help="auto|openslide|tiffslide")
-]
+BackendOverrideOpt = Annotated[str | None, typer.Option("--backend", help="|".join(BACKENDS))]
 SchedulerOpt = Annotated[
     str | None,
     typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
@@ -62,6 +60,16 @@ def _print_error(err: Exception) -> None:
 def _fail(err: Exception) -> typer.Exit:
     _print_error(err)
     return typer.Exit(code=2)
+
+
+def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    """Stop with the error panel when a flag's value is not one of ``choices``."""
+    if value not in choices:
+        raise _fail(
+            ConfigError(
+                f"unknown value {value!r}", slide=flag, hint=f"use one of: {', '.join(choices)}"
+            )
+        )
 
 
 @app.command()
@@ -215,10 +223,12 @@ def score(
     model: ModelOpt = None,
     config: ConfigOpt = None,
     runtime: Annotated[
-        str | None, typer.Option("--runtime", help="auto|torch|openvino (scoring.runtime).")
+        str | None,
+        typer.Option("--runtime", help=f"{'|'.join(RUNTIMES)} (scoring.runtime)."),
     ] = None,
     precision: Annotated[
-        str | None, typer.Option("--precision", help="auto|fp32|bf16|fp16 (scoring.precision).")
+        str | None,
+        typer.Option("--precision", help=f"{'|'.join(PRECISIONS)} (scoring.precision)."),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Patches per batch.")
@@ -227,7 +237,8 @@ def score(
     """Score cached patches with a model; scores are written into each store beside the
     patches (resumable: a rerun scores only the chunks that are missing)."""
     from cytoscreen.pipeline import DEFAULT_MODEL_DIR
-    from cytoscreen.scoring.infer import Scorer, score_cache
+    from cytoscreen.scoring.infer import score_cache
+    from cytoscreen.scoring.scorer import build_scorer
 
     cfg = _config(
         config,
@@ -249,9 +260,7 @@ def score(
         )
     model_dir = model or sc.model or DEFAULT_MODEL_DIR
     try:
-        scorer = Scorer.load(
-            model_dir, sc.device, sc.precision, runtime=sc.runtime, threads=sc.threads
-        )
+        scorer = build_scorer(model_dir, sc)
     except CytoscreenError as err:
         raise _fail(err) from None
     how = scorer.describe()
@@ -618,6 +627,7 @@ def review(
     from cytoscreen.review.marks import marks_csv, open_store
     from cytoscreen.review.server import make_server
 
+    _choice(backend, BACKENDS, "--backend")
     try:
         if export is not None:
             from cytoscreen.review import load_results
@@ -697,6 +707,23 @@ def evaluate(
     console.print(f"wrote the test figures into {model_dir / 'card.json'}", highlight=False)
 
 
+def _train_device(device: str) -> None:
+    """Stop with the error panel, before any data is read, for a device training cannot use."""
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise _fail(
+            ConfigError(
+                f"unknown device {device!r}", slide="--device", hint="use auto, cpu or cuda[:N]"
+            )
+        )
+    if device.startswith("cuda"):
+        from cytoscreen.scoring.runtime import resolve_device
+
+        try:
+            resolve_device(device)
+        except RuntimeError as err:
+            raise _fail(ConfigError(str(err), slide="--device", hint="use --device cpu")) from None
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Folder for the weights, card and README.")],
@@ -723,6 +750,9 @@ def train(
 ) -> None:
     """Train a patch scorer on the CRIC cells, plus pathologist-reviewed fields."""
     from cytoscreen.training import run
+
+    _choice(backend, BACKENDS, "--backend")
+    _train_device(device)
 
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cytoscreen.errors import ConfigError
 from cytoscreen.fsutil import write_text_atomic
 from cytoscreen.slide.settings import AggregationSettings, FieldSettings, TriageSettings
-from cytoscreen.types import MPP_MAX, MPP_MIN
+from cytoscreen.types import (
+    MPP_MAX,
+    MPP_MIN,
+    BackendSetting,
+    DeviceSetting,
+    PrecisionSetting,
+    RuntimeSetting,
+)
 
 
 class _Section(BaseModel):
@@ -40,7 +47,7 @@ def check_mpp(value: float | None, *, what: str = "mpp") -> float | None:
 
 
 class ReaderConfig(_Section):
-    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    backend: BackendSetting = "auto"
     mpp_override: float | None = None  # um/px used when the slide has none (or to overrule it)
 
     @field_validator("mpp_override")
@@ -90,10 +97,10 @@ class CacheConfig(_Section):
 class ScoringConfig(_Section):
     model: Path | None = None  # None = the bundled default model
     batch_size: int = Field(64, ge=1, le=4096)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: DeviceSetting = "auto"
+    precision: PrecisionSetting = "auto"
     # auto: OpenVINO on the CPU when installed and the model card proves its AUC, else PyTorch
-    runtime: Literal["auto", "torch", "openvino"] = "auto"
+    runtime: RuntimeSetting = "auto"
     threads: int | None = Field(None, ge=1)
     calibration: Path | None = None  # calibration.json; None = the one shipped with the model
 

@@ -68,7 +68,7 @@ from cytoscreen.types import TriageDecision, scoring_kind
 
 if TYPE_CHECKING:
     from cytoscreen.scoring.card import ModelCard
-    from cytoscreen.scoring.infer import Scorer
+    from cytoscreen.scoring.scorer import Scorer
 
 RESULT_FORMAT = 1
 DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
@@ -89,19 +89,12 @@ class ModelChoice:
     card: ModelCard
 
     def scorer(self, cfg: Config) -> Scorer:
-        """The batch's one scorer: the model on its device, in the precision the config asks."""
-        from cytoscreen.scoring.infer import Scorer
+        """The batch's one scorer: the model on its device, in the precision the config asks
+        (a setting this machine cannot honour raises ConfigError naming it)."""
+        from cytoscreen.scoring.scorer import build_scorer
 
-        sc = cfg.scoring
-        return Scorer(  # the card was read and the weights checked by resolve_model
-            None,
-            self.card,
-            sc.device,
-            sc.precision,
-            runtime=sc.runtime,
-            threads=sc.threads,
-            model_dir=self.dir,
-        )
+        # the card was read and the weights checked by resolve_model
+        return build_scorer(self.dir, cfg.scoring, card=self.card)
 
     @property
     def model_id(self) -> str:
@@ -344,21 +337,6 @@ class _Run:
             "calibration_sha256": self.calibration.sha256 if self.calibration else None,
             "domain_sha256": self.domain.sha256 if self.domain else None,
         }
-
-
-def _build_scorer(run: _Run) -> None:
-    """Make the run's scorer, turning a setting this machine cannot honour (CUDA without a GPU,
-    OpenVINO not installed, fp16 on the CPU) into an error that names it."""
-    try:
-        run.get_scorer()
-    except CytoscreenError:
-        raise
-    except (ValueError, RuntimeError) as exc:
-        raise ConfigError(
-            f"cannot score with model {run.model.model_id}: {exc}",
-            slide=run.model.dir,
-            hint="check scoring.device, scoring.precision and scoring.runtime in the config",
-        ) from None
 
 
 def _decision_fields(decision: TriageDecision | None) -> dict[str, Any]:
@@ -671,7 +649,7 @@ def screen(
             private_dir(out / "slides" / s.id)
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
-        _build_scorer(run)  # before any tiling: a model that cannot score stops the run here
+        run.get_scorer()  # before any tiling: a model that cannot score stops the run here
         mismatch = cal.calibration.scoring_differs(run.get_scorer().describe()) if cal else None
         if mismatch:
             run.warnings.append(f"calibration: {mismatch}")

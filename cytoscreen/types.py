@@ -5,12 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-BackendName = Literal["openslide", "tiffslide"]
+# The vocabularies of the settings, each spelled here once and imported everywhere else.
+# A "...Setting" is what a config key or a command-line flag accepts ("auto" lets the code
+# choose); the bare name is what was chosen.
+BackendName = Literal["openslide", "tiffslide"]  # the slide reader that opened a slide
+BackendSetting = Literal["auto", BackendName]  # reader.backend, --backend
+Precision = Literal["fp32", "bf16", "fp16"]  # the arithmetic a model runs in
+PrecisionSetting = Literal["auto", Precision]  # scoring.precision, --precision
+Runtime = Literal["torch", "openvino"]  # the inference runtime that scores patches
+RuntimeSetting = Literal["auto", Runtime]  # scoring.runtime, --runtime
+DeviceSetting = Literal["auto", "cpu", "cuda"]  # scoring.device
+BACKENDS: tuple[str, ...] = get_args(BackendSetting)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionSetting)
+RUNTIMES: tuple[str, ...] = get_args(RuntimeSetting)
+DEVICES: tuple[str, ...] = get_args(DeviceSetting)
+
 MPP_MIN = 0.05
 MPP_MAX = 20.0
 # what makes two sets of patch scores of one model the same kind (Scorer.describe() keys)

@@ -114,7 +114,9 @@ def main() -> None:
         if dev.type == "cpu" and openvino_installed():
             # the runtime `screen` uses on a CPU when OpenVINO is installed: score_cache beside
             # the same engine's predict on patches already in memory
-            scorer = Scorer(model, load_checkpoint(model_dir)[1], "cpu", "fp32", runtime="openvino")
+            scorer = Scorer.build(
+                model, load_checkpoint(model_dir)[1], "cpu", "fp32", runtime="openvino"
+            )
             bare = throughput(scorer, n=args.patches, batch=args.batch)
             store = make_store(Path(tmp) / "s-openvino.zarr", args.patches)
             run = score_cache(store, scorer, args.batch)

@@ -5,8 +5,8 @@
 Rows: PyTorch fp32 and bf16 + channels_last (the project's Scorer), PyTorch int8 (FX static),
 ONNX Runtime fp32 and int8 (static, QDQ and QOperator), OpenVINO fp32, bf16 (precision hint)
 and int8 (NNCF post-training quantisation, fast and full bias correction), and the integrated
-path ``Scorer(runtime="openvino")``. A row whose package is not installed, or whose conversion
-fails, is printed with the reason instead of figures. ``--record`` writes the integrated
+path ``Scorer.load(..., runtime="openvino")``. A row whose package is not installed, or whose
+conversion fails, is printed with the reason instead of figures. ``--record`` writes the integrated
 path's AUC into the model card, which is what ``scoring.runtime: auto`` checks.
 
 Every row scores the same validation patches (the val fields of data_manifests/cric_splits.json:
@@ -122,7 +122,7 @@ def torch_int8_row(model_dir: Path, data: Data) -> Row:
 
 
 def scorer_openvino_row(model_dir: Path, cache: Path) -> Row:
-    """The integrated path: Scorer(runtime='openvino'), conversion cached under ``cache``."""
+    """The integrated path: Scorer.load(runtime='openvino'), conversion cached under ``cache``."""
     t = time.perf_counter()
     scorer = Scorer.load(model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=cache)
     return Row(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import tifffile
 
@@ -12,9 +11,9 @@ from cytoscreen.io.base import SlideReader
 from cytoscreen.io.checks import vet_slide
 from cytoscreen.io.openslide_backend import OpenSlideReader
 from cytoscreen.io.tiffslide_backend import TiffSlideReader
-from cytoscreen.types import BackendName, SlideMeta
+from cytoscreen.types import BACKENDS, BackendName, BackendSetting, SlideMeta
 
-BackendChoice = Literal["auto", "openslide", "tiffslide"]
+BackendChoice = BackendSetting  # the name this module has always used
 
 
 def _check_file(path: Path) -> None:
@@ -61,7 +60,8 @@ def _open(p: Path, backend: BackendChoice, mpp: float | None) -> SlideReader:
     if backend == "tiffslide":
         return TiffSlideReader(p, mpp=mpp)
     if backend != "auto":
-        raise ValueError(f"backend must be auto, openslide or tiffslide, got {backend!r}")
+        choices = f"{', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}"
+        raise ValueError(f"backend must be {choices}, got {backend!r}")
     try:
         reader: SlideReader = OpenSlideReader(p, mpp=mpp)
     except UnreadableSlide as first:

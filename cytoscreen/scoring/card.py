@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import cytoscreen
 from cytoscreen.errors import BadCheckpoint
 from cytoscreen.fsutil import file_sha256
+from cytoscreen.types import Precision
 
-Precision = Literal["fp32", "bf16", "fp16"]
 MemoryFormat = Literal["contiguous", "channels_last"]
 WEIGHTS_NAME = "weights.safetensors"
 CARD_NAME = "card.json"

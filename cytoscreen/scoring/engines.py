@@ -10,6 +10,9 @@ all of these hold, and otherwise PyTorch with a note saying which one failed:
   ``scripts/bench_runtimes.py --record``) within ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on
   the same patches (``validation["patch_auc_fp32"]``).
 
+``Engine`` is what the Scorer asks of either engine (``torch_engine.TorchEngine``,
+``openvino_engine.OpenVinoEngine``); ``scoring.scorer.build_scorer`` builds the one chosen.
+
 Pure decisions only: nothing here imports openvino or touches files.
 """
 
@@ -17,14 +20,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol
 
-from cytoscreen.scoring.card import ModelCard, Precision
+import numpy as np
+import numpy.typing as npt
 
-RuntimeName = Literal["auto", "torch", "openvino"]
-RUNTIMES: tuple[str, ...] = ("auto", "torch", "openvino")
+from cytoscreen.scoring.card import ModelCard
+from cytoscreen.types import RUNTIMES, Precision, Runtime
+
 MAX_AUC_CHANGE = 0.005  # largest |AUC(runtime) - AUC(PyTorch fp32)| accepted on the val patches
 FP32_KEY = "patch_auc_fp32"
+
+
+class Engine(Protocol):
+    """An inference engine: uint8 NHWC patches in, softmax per class out, in one precision
+    on one device."""
+
+    @property
+    def precision(self) -> Precision: ...
+
+    @property
+    def device_name(self) -> str:
+        """The device it runs on, as torch names it ('cpu', 'cuda:0')."""
+        ...
+
+    def predict(
+        self, pixels: npt.NDArray[np.uint8], batch_size: int
+    ) -> npt.NDArray[np.float32]: ...
 
 
 def auc_key(runtime: str, precision: str) -> str:
@@ -34,7 +56,7 @@ def auc_key(runtime: str, precision: str) -> str:
 
 @dataclass(frozen=True)
 class RuntimeChoice:
-    runtime: Literal["torch", "openvino"]
+    runtime: Runtime
     note: str = ""  # why this runtime (always set when 'auto' keeps PyTorch)
 
 

@@ -20,23 +20,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import zarr
 
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
-from cytoscreen.scoring import openvino_engine
-from cytoscreen.scoring.card import ModelCard, Precision, checked_weights, read_card
-from cytoscreen.scoring.device import device_type
-from cytoscreen.scoring.engines import choose_runtime, openvino_precision
+from cytoscreen.scoring.card import ModelCard
+from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
 from cytoscreen.types import scoring_kind
-
-if TYPE_CHECKING:  # torch is imported only when a PyTorch model is actually needed
-    import torch
-
-    from cytoscreen.scoring.torch_engine import TorchEngine
 
 MARKER = "COMPLETE"
 MPP_TOLERANCE = 0.02
@@ -154,133 +147,6 @@ def _open_scores(
         **how,  # runtime, precision and device of the run that created the scores
     }
     return group
-
-
-@dataclass
-class Scorer:
-    """A model made ready once (runtime, device, precision, memory layout) and reused for many
-    slides.
-
-    ``Scorer.load(model_dir, ...)`` reads a checkpoint; ``Scorer(model, card, ...)`` wraps a
-    pair already in memory. Pass it to ``score_cache`` in place of the model directory.
-    ``runtime`` is ``torch`` (default), ``openvino`` or ``auto`` (see ``scoring.engines``);
-    ``runtime_used`` and ``runtime_note`` say what was chosen and why. A checkpoint loaded from
-    disk whose OpenVINO graph is already cached is scored without importing torch at all.
-    """
-
-    model: torch.nn.Module | None
-    card: ModelCard
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    runtime: str = "torch"
-    runtime_cache: str | Path | None = None  # OpenVINO IR cache; None = the user cache folder
-    threads: int | None = None  # OpenVINO CPU threads; None = one per physical core
-    model_dir: Path | None = None  # with model None: where the weights are read if needed
-
-    def __post_init__(self) -> None:
-        if self.model is None and self.model_dir is None:
-            raise ValueError("a Scorer needs a model or the directory of its checkpoint")
-        choice = choose_runtime(
-            self.runtime,
-            self.card,
-            device_type(self.device),
-            self.precision,
-            openvino_installed=openvino_engine.installed(),
-        )
-        self.runtime_note = choice.note
-        ov: openvino_engine.OpenVinoEngine | None = None
-        if choice.runtime == "openvino":
-            try:
-                ov = self._openvino(openvino_precision(self.precision))
-            except Exception as exc:  # noqa: BLE001 - 'auto' falls back, explicit re-raises
-                if self.runtime == "openvino":
-                    raise
-                self.runtime_note = f"auto: PyTorch, because OpenVINO failed to build: {exc}"
-        self.engine: openvino_engine.OpenVinoEngine | TorchEngine
-        if ov is not None:
-            self.engine, self.prec, self.device_name = ov, ov.precision, "cpu"
-            self.runtime_used = "openvino"
-            self.runtime_note += f"; OpenVINO {ov.version}, graph {ov.source}"
-        else:
-            from cytoscreen.scoring.torch_engine import TorchEngine
-
-            engine = TorchEngine.build(
-                self.torch_model(), self.card, self.device, self.precision, self.channels_last
-            )
-            self.engine, self.prec, self.device_name = engine, engine.precision, str(engine.dev)
-            self.runtime_used = "torch"
-        self.device_type = self.device_name.split(":")[0]
-
-    def torch_model(self) -> torch.nn.Module:
-        """The PyTorch model, read from ``model_dir`` on first need."""
-        if self.model is None:
-            from cytoscreen.scoring.checkpoint import load_checkpoint
-
-            assert self.model_dir is not None
-            self.model, _ = load_checkpoint(self.model_dir)
-        return self.model
-
-    def _openvino(self, precision: Precision) -> openvino_engine.OpenVinoEngine:
-        if self.model is None:  # a checkpoint on disk: a cached graph needs no torch
-            engine = openvino_engine.OpenVinoEngine.from_cache(
-                self.card, precision, threads=self.threads, cache_root=self.runtime_cache
-            )
-            if engine is not None:
-                return engine
-        from cytoscreen.scoring.openvino_convert import build_engine
-
-        return build_engine(
-            self.torch_model(),
-            self.card,
-            precision,
-            key=openvino_engine.file_key(self.card) if self.model_dir is not None else None,
-            threads=self.threads,
-            cache_root=self.runtime_cache,
-        )
-
-    @classmethod
-    def load(
-        cls,
-        model_dir: str | Path,
-        device: str = "auto",
-        precision: str = "auto",
-        *,
-        channels_last: bool = True,
-        runtime: str = "torch",
-        runtime_cache: str | Path | None = None,
-        threads: int | None = None,
-    ) -> Scorer:
-        """The scorer of a checkpoint directory: the card is read and the weights file checked
-        against the card's sha256 here; the weights themselves are loaded only if needed."""
-        card = read_card(model_dir)
-        checked_weights(model_dir, card)
-        return cls(
-            None,
-            card,
-            device,
-            precision,
-            channels_last,
-            runtime,
-            runtime_cache,
-            threads,
-            model_dir=Path(model_dir),
-        )
-
-    def describe(self) -> dict[str, str]:
-        """Runtime, precision and device actually used, and why (for provenance records)."""
-        return {
-            "runtime": self.runtime_used,
-            "precision": self.prec,
-            "device": self.device_name,
-            "runtime_note": self.runtime_note,
-        }
-
-    def predict(
-        self, pixels: npt.NDArray[np.uint8], batch_size: int = 64
-    ) -> npt.NDArray[np.float32]:
-        """Softmax per class for uint8 (N, H, W, 3) patches."""
-        return self.engine.predict(pixels, batch_size)
 
 
 def score_cache(

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cytoscreen.scoring.card import ModelCard, Precision
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.openvino_engine import (
     OpenVinoEngine,
     cache_key,
@@ -27,6 +27,7 @@ from cytoscreen.scoring.openvino_engine import (
 )
 from cytoscreen.scoring.openvino_import import import_openvino
 from cytoscreen.scoring.portable import ProbabilityModel, example_pixels
+from cytoscreen.types import Precision
 
 
 def state_key(model: torch.nn.Module, card: ModelCard) -> str:

@@ -35,9 +35,10 @@ import numpy.typing as npt
 
 from cytoscreen.errors import BadCheckpoint
 from cytoscreen.fsutil import file_sha256
-from cytoscreen.scoring.card import ModelCard, Precision
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.openvino_import import import_openvino
 from cytoscreen.scoring.openvino_import import installed as installed  # re-exported
+from cytoscreen.types import Precision
 
 CACHE_ENV = "CYTOSCREEN_RUNTIME_CACHE"
 CACHE_FORMAT = 2  # 2: the PyTorch reference probabilities are stored with the graph
@@ -127,6 +128,10 @@ class OpenVinoEngine:
     threads: int
     source: str  # 'converted' or 'cache <path>'
     version: str
+
+    @property
+    def device_name(self) -> str:
+        return "cpu"  # OpenVINO's CPU plugin is the one measured and used
 
     @classmethod
     def compile(

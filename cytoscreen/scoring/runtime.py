@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from cytoscreen.scoring.card import Precision, Preprocessing
-
-DeviceName = Literal["auto", "cpu", "cuda"]
-PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+from cytoscreen.scoring.card import Preprocessing
+from cytoscreen.types import Precision
 
 
 def resolve_device(device: str) -> torch.device:
@@ -32,7 +30,7 @@ def resolve_precision(precision: str, device: torch.device, card_choice: Precisi
         return "fp32" if card_choice == "fp16" else card_choice
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 is for CUDA; on CPU use bf16 or fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
+    if precision not in get_args(Precision):
         raise ValueError(f"unknown precision {precision!r}")
     return precision  # type: ignore[return-value]
 

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cytoscreen.scoring.card import ModelCard, Precision
+from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.runtime import (
     Normaliser,
     autocast,
@@ -16,6 +16,7 @@ from cytoscreen.scoring.runtime import (
     resolve_device,
     resolve_precision,
 )
+from cytoscreen.types import Precision
 
 
 @dataclass
@@ -40,6 +41,10 @@ class TorchEngine:
         prec = resolve_precision(precision, dev, card.precision)
         ready = prepare_model(model, dev, channels_last)
         return cls(ready, dev, prec, Normaliser(card.preprocessing, dev, channels_last))
+
+    @property
+    def device_name(self) -> str:
+        return str(self.dev)
 
     def predict(self, pixels: npt.NDArray[np.uint8], batch_size: int) -> npt.NDArray[np.float32]:
         out = []

@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ from cytoscreen.io.base import RGBArray, SlideReader
 from cytoscreen.io.resolution import plan_read, resample
 from cytoscreen.io.tiffslide_backend import TiffSlideReader
 from cytoscreen.tiling.nuclei import count_per_patch
+from cytoscreen.types import BackendSetting
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class SlideSource:
     """Everything a worker needs to (re)open a slide and read patches from it."""
 
     path: str
-    backend: Literal["auto", "openslide", "tiffslide"]
+    backend: BackendSetting
     mpp_override: float | None
     target_mpp: float
     patch_px: int

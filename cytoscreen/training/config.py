@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cytoscreen.errors import ConfigError
+from cytoscreen.types import PrecisionSetting
 
 
 class _Section(BaseModel):
@@ -76,7 +77,7 @@ class TrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0)
     val_fraction: float = Field(0.2, gt=0, lt=1)  # share of reviewed fields held out
     seed: int = 0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: PrecisionSetting = "auto"
     channels_last: bool = True
     num_workers: int = Field(1, ge=0)
     threads: int | None = Field(None, ge=1)

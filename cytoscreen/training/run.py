@@ -391,7 +391,7 @@ def train_model(
     scores, pps = {}, {}
     for key, prec, cl in (("fp32", "fp32", False), ("bf16", "bf16", True)):
         model, card0 = load_checkpoint(out)
-        scorer = Scorer(model, card0, "cpu", prec, channels_last=cl)
+        scorer = Scorer.build(model, card0, "cpu", prec, channels_last=cl)
         scores[key] = positive_scores(scorer, val.images)
         pps[key] = throughput(scorer)
     aucs = {k: auc_with_ci(val.labels, s, seed=cfg.seed) for k, s in scores.items()}

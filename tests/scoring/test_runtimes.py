@@ -88,11 +88,11 @@ def test_falls_back_to_torch_when_openvino_is_absent(
 ) -> None:
     monkeypatch.setattr(openvino_engine, "installed", lambda: False)
     model, card = load_checkpoint(tiny_model_dir)
-    scorer = Scorer(model, proven(card), "cpu", "fp32", runtime="auto")
+    scorer = Scorer.build(model, proven(card), "cpu", "fp32", runtime="auto")
     assert scorer.runtime_used == "torch" and "not installed" in scorer.runtime_note
     assert scorer.describe()["runtime"] == "torch"
     with pytest.raises(ValueError, match="not installed"):
-        Scorer(model, card, "cpu", "fp32", runtime="openvino")
+        Scorer.build(model, card, "cpu", "fp32", runtime="openvino")
 
 
 def test_auto_falls_back_when_the_engine_fails_to_build(
@@ -104,10 +104,10 @@ def test_auto_falls_back_when_the_engine_fails_to_build(
     monkeypatch.setattr(openvino_engine, "installed", lambda: True)
     monkeypatch.setattr(openvino_convert, "build_engine", broken)
     model, card = load_checkpoint(tiny_model_dir)
-    scorer = Scorer(model, proven(card), "cpu", "auto", runtime="auto")
+    scorer = Scorer.build(model, proven(card), "cpu", "auto", runtime="auto")
     assert scorer.runtime_used == "torch" and "conversion failed" in scorer.runtime_note
     with pytest.raises(RuntimeError, match="conversion failed"):
-        Scorer(model, proven(card), "cpu", "auto", runtime="openvino")
+        Scorer.build(model, proven(card), "cpu", "auto", runtime="openvino")
 
 
 # ------------------------------------------------------------------ OpenVINO itself
@@ -236,7 +236,7 @@ def test_nan_guard_applies_to_openvino_scores(tmp_path: Path, tiny_model_dir: Pa
     card = load_checkpoint(tiny_model_dir)[1].model_copy(
         update={"classes": ["neg", "abn"], "positive_classes": ["abn"]}
     )
-    scorer = Scorer(
+    scorer = Scorer.build(
         _NanOnDark().eval(), card, "cpu", "fp32", runtime="openvino", runtime_cache=tmp_path
     )
     assert scorer.runtime_used == "openvino"  # pale self-check patches passed

@@ -44,7 +44,7 @@ def test_scorer_loads_once_and_matches_directory_scoring(
 
 def test_scorer_wraps_a_model_already_in_memory(tmp_path: Path, tiny_model_dir: Path) -> None:
     model, card = load_checkpoint(tiny_model_dir)
-    scorer = Scorer(model, card, device="cpu", precision="bf16")
+    scorer = Scorer.build(model, card, device="cpu", precision="bf16")
     store = make_store(tmp_path / "s.zarr", 8)
     run = score_cache(store, scorer)
     assert run.precision == "bf16" and run.n_scored == 8
