@@ -35,7 +35,7 @@ from cytoscreen.batch import (
     write_json_atomic,
     write_text_atomic,
 )
-from cytoscreen.config import CacheConfig, Config, write_resolved
+from cytoscreen.config import Config, write_resolved
 from cytoscreen.errors import (
     BadCalibration,
     BadCheckpoint,
@@ -579,9 +579,11 @@ def _versions() -> dict[str, str]:
 
 
 def _cache_dir(cfg: Config, out_dir: Path, cache_dir: Path | None) -> Path:
+    """``cache_dir`` (--cache), else ``cache.dir`` when the config sets it (even to its
+    default value), else ``<out_dir>/cache``."""
     if cache_dir is not None:
         return cache_dir
-    if cfg.cache.dir != CacheConfig().dir:  # set in the config: honour it
+    if "dir" in cfg.cache.model_fields_set:  # set in the config: honour it
         return cfg.cache.dir
     return out_dir / "cache"
 
