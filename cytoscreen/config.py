@@ -22,6 +22,7 @@ from cytoscreen.slide.settings import AggregationSettings, FieldSettings, Triage
 from cytoscreen.types import (
     MPP_MAX,
     MPP_MIN,
+    MPP_TOLERANCE,
     BackendSetting,
     DeviceSetting,
     PrecisionSetting,
@@ -61,7 +62,8 @@ class TilingConfig(_Section):
     patch_size: int = Field(224, ge=16, le=4096)  # pixels at target_mpp
     overlap: int = Field(0, ge=0)  # pixels shared by neighbouring patches, at target_mpp
     block_patches: int = Field(8, ge=1, le=64)  # a read block is block_patches^2 patches
-    level_tolerance: float = Field(0.02, ge=0.0, le=0.5)  # relative mpp slack to read a level as-is
+    # relative mpp slack to read a level as-is
+    level_tolerance: float = Field(MPP_TOLERANCE, ge=0.0, le=0.5)
 
     @field_validator("target_mpp")
     @classmethod

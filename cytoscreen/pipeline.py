@@ -64,7 +64,7 @@ from cytoscreen.slide.domain import (
 )
 from cytoscreen.tiling import PatchCache, open_cache, tile_slide
 from cytoscreen.tiling.obscured import ObscuredEstimate
-from cytoscreen.types import TriageDecision, scoring_kind
+from cytoscreen.types import MPP_TOLERANCE, TriageDecision, scoring_kind
 
 if TYPE_CHECKING:
     from cytoscreen.scoring.card import ModelCard
@@ -177,7 +177,8 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
     card = read_card(chosen)
     checked_weights(chosen, card)
     px = card.preprocessing.input_size[1]
-    if cfg.tiling.patch_size != px or abs(cfg.tiling.target_mpp - card.mpp) > 0.02 * card.mpp:
+    off_mpp = abs(cfg.tiling.target_mpp - card.mpp) > MPP_TOLERANCE * card.mpp
+    if cfg.tiling.patch_size != px or off_mpp:
         raise ConfigError(
             f"model {card.model_id} reads {px} px patches at {card.mpp} um/px; the config tiles "
             f"{cfg.tiling.patch_size} px at {cfg.tiling.target_mpp} um/px",

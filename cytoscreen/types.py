@@ -27,6 +27,9 @@ DEVICES: tuple[str, ...] = get_args(DeviceSetting)
 
 MPP_MIN = 0.05
 MPP_MAX = 20.0
+# relative mpp difference taken as the same resolution: a pyramid level read as-is, patches
+# or a config that match the model card (tiling.level_tolerance defaults to it)
+MPP_TOLERANCE = 0.02
 # what makes two sets of patch scores of one model the same kind (Scorer.describe() keys)
 SCORING_KEYS = ("runtime", "precision")
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cytoscreen.io.base import RGBArray, SlideReader
-from cytoscreen.types import SlideMeta
+from cytoscreen.types import MPP_TOLERANCE, SlideMeta
 
 
 def best_level(level_mpps: Sequence[float], target_mpp: float, tolerance: float) -> int:
@@ -63,7 +63,7 @@ def plan_read(
     location_l0: tuple[int, int],
     size_px: tuple[int, int],
     target_mpp: float,
-    tolerance: float = 0.02,
+    tolerance: float = MPP_TOLERANCE,
 ) -> ReadPlan:
     """Plan the read of a ``size_px`` field at ``target_mpp`` whose top-left is ``location_l0``.
 
@@ -103,7 +103,7 @@ def read_at_mpp(
     location_l0: tuple[int, int],
     size_px: tuple[int, int],
     target_mpp: float,
-    tolerance: float = 0.02,
+    tolerance: float = MPP_TOLERANCE,
 ) -> RGBArray:
     """Read a ``size_px`` (width, height) patch at ``target_mpp`` um/px from level-0 location.
 

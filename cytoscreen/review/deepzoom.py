@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cytoscreen.io import SlideReader, read_at_mpp
+from cytoscreen.types import MPP_TOLERANCE
 
 TILE = 256
 FORMAT = "jpeg"
@@ -72,7 +73,7 @@ def dzi_xml(width: int, height: int, tile: int = TILE) -> str:
 def render_tile(reader: SlideReader, box: TileBox, quality: int = 85) -> bytes:
     """JPEG bytes of one tile, read at the tile's resolution from the best pyramid level."""
     mpp = reader.meta.mpp * box.downsample
-    pixels = read_at_mpp(reader, (box.x0, box.y0), (box.width, box.height), mpp, 0.02)
+    pixels = read_at_mpp(reader, (box.x0, box.y0), (box.width, box.height), mpp, MPP_TOLERANCE)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels), mode="RGB").save(
         buf, format="JPEG", quality=quality

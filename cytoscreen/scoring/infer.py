@@ -29,10 +29,9 @@ import zarr
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
-from cytoscreen.types import scoring_kind
+from cytoscreen.types import MPP_TOLERANCE, scoring_kind
 
 MARKER = "COMPLETE"
-MPP_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)

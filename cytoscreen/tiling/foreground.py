@@ -40,6 +40,7 @@ from cytoscreen.config import ForegroundConfig
 from cytoscreen.io.base import RGBArray, SlideReader
 from cytoscreen.io.resolution import plan_read, resample
 from cytoscreen.tiling.obscured import ObscuredEstimate, estimate_obscured
+from cytoscreen.types import MPP_TOLERANCE
 
 BoolArray = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
@@ -334,7 +335,7 @@ def obscured_estimate(rgb: RGBArray, mask: BoolArray, mpp: float) -> ObscuredEst
 
 
 def _strips(
-    reader: SlideReader, mpp: float, rows_multiple: int = 1, tolerance: float = 0.02
+    reader: SlideReader, mpp: float, rows_multiple: int = 1, tolerance: float = MPP_TOLERANCE
 ) -> Iterator[RGBArray]:
     """The whole slide at ``mpp`` um/px, top to bottom, in horizontal strips whose heights are
     multiples of ``rows_multiple`` (but the last): one strip when the level read is small."""
@@ -354,7 +355,7 @@ def _strips(
         yield resample(region, plan.out_size)
 
 
-def read_thumbnail(reader: SlideReader, mpp: float, tolerance: float = 0.02) -> RGBArray:
+def read_thumbnail(reader: SlideReader, mpp: float, tolerance: float = MPP_TOLERANCE) -> RGBArray:
     """The whole slide at ``mpp`` um/px, read from the coarsest level at least that fine.
 
     Reads in horizontal strips when the chosen level is large (slides without a pyramid), so
@@ -365,7 +366,7 @@ def read_thumbnail(reader: SlideReader, mpp: float, tolerance: float = 0.02) -> 
 
 
 def read_pooled(
-    reader: SlideReader, sample_mpp: float, factor: int, tolerance: float = 0.02
+    reader: SlideReader, sample_mpp: float, factor: int, tolerance: float = MPP_TOLERANCE
 ) -> tuple[RGBArray, RGBArray]:
     """The slide read at ``sample_mpp`` and pooled by ``factor`` (``pool``), strip by strip:
     (mean, per-channel minimum) at ``sample_mpp * factor`` um/px."""
