@@ -18,8 +18,14 @@ from rich.progress import (
 from rich.table import Table
 
 from cytoscreen.batch.discover import SlideInput
+from cytoscreen.types import Outcome
 
-_STYLE = {"review": "bold red", "not_assessable": "yellow", "negative": "green", "failed": "red"}
+_STYLE: dict[str, str] = {
+    Outcome.REVIEW: "bold red",
+    Outcome.NOT_ASSESSABLE: "yellow",
+    Outcome.NEGATIVE: "green",
+    "failed": "red",
+}
 
 
 class RichObserver:

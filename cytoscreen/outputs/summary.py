@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cytoscreen.types import Outcome
+
 SUMMARY_COLUMNS = (
     "id",
     "path",
@@ -25,7 +27,12 @@ SUMMARY_COLUMNS = (
     "error",
 )
 # Worst first: what a cytologist must look at leads the table.
-OUTCOME_ORDER = {"review": 0, "not_assessable": 1, "negative": 2, None: 3}
+OUTCOME_ORDER: dict[str | None, int] = {
+    Outcome.REVIEW: 0,
+    Outcome.NOT_ASSESSABLE: 1,
+    Outcome.NEGATIVE: 2,
+    None: 3,
+}
 
 
 def _num(value: Any, digits: int = 6) -> str:

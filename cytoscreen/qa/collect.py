@@ -15,6 +15,7 @@ from cytoscreen.batch import read_json_object
 from cytoscreen.errors import BadCalibration, CytoscreenError
 from cytoscreen.manifest import Manifest, ManifestRow
 from cytoscreen.qa.fieldhits import Box, first_hit_rank
+from cytoscreen.types import Outcome
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,11 @@ class SlideOutcome:
     n_abnormal_truth: int | None  # abnormal cells in the truth; None without truth
 
     def assessable(self) -> bool:
-        return self.status == "ok" and self.score is not None and self.outcome != "not_assessable"
+        return (
+            self.status == "ok"
+            and self.score is not None
+            and self.outcome != Outcome.NOT_ASSESSABLE
+        )
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def _boxes(result: dict[str, Any]) -> list[Box]:
 def _note(result: dict[str, Any]) -> str:
     if result.get("status") != "ok":
         return str(result.get("error") or "screening failed")
-    if result.get("outcome") == "not_assessable":  # with or without a score: say why
+    if result.get("outcome") == Outcome.NOT_ASSESSABLE:  # with or without a score: say why
         why = [r for r in result.get("reasons") or [] if str(r).startswith("not assessable")]
         return "; ".join(str(r) for r in why) or "not assessable"
     if result.get("score") is None:

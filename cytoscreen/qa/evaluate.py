@@ -22,8 +22,9 @@ from cytoscreen.qa.metrics import (
     sensitivity_by_category,
 )
 from cytoscreen.slide.record import Proportion
+from cytoscreen.types import Outcome
 
-CALLS = ("negative", "review", "not_assessable")
+CALLS: tuple[str, ...] = (Outcome.NEGATIVE, Outcome.REVIEW, Outcome.NOT_ASSESSABLE)
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,17 @@ class Evaluation:
 def call_of(s: SlideOutcome, threshold: float | None, override: bool) -> str | None:
     """negative | review | not_assessable, or None when the run has no threshold."""
     if not s.assessable():
-        return "not_assessable"
-    if not override and s.outcome in ("negative", "review"):
+        return Outcome.NOT_ASSESSABLE
+    if not override and s.outcome in (Outcome.NEGATIVE, Outcome.REVIEW):
         return s.outcome
     if threshold is None:
         return None
-    return "review" if (s.score is not None and s.score >= threshold) else "negative"
+    return Outcome.REVIEW if (s.score is not None and s.score >= threshold) else Outcome.NEGATIVE
 
 
 def _operating_on(slides: list[SlideOutcome], calls: list[str | None], conf: float) -> Operating:
-    pairs = [(c == "review", s.row.positive) for s, c in zip(slides, calls, strict=True)]
-    kept = [p for p, c in zip(pairs, calls, strict=True) if c in ("negative", "review")]
+    pairs = [(c == Outcome.REVIEW, s.row.positive) for s, c in zip(slides, calls, strict=True)]
+    kept = [p for p, c in zip(pairs, calls, strict=True) if c in (Outcome.NEGATIVE, Outcome.REVIEW)]
     counts = Counts.of([k[0] for k in kept], [k[1] for k in kept])
     return operating(counts, n_total=len(slides), confidence=conf)
 
@@ -131,8 +132,8 @@ def evaluate(
     pos = [(s, c) for s, c in zip(labelled, calls, strict=True) if s.row.positive]
     by_cat = (
         sensitivity_by_category(
-            [c == "review" for s, c in pos if c != "not_assessable"],
-            [s.row.worst_bethesda for s, c in pos if c != "not_assessable"],
+            [c == Outcome.REVIEW for s, c in pos if c != Outcome.NOT_ASSESSABLE],
+            [s.row.worst_bethesda for s, c in pos if c != Outcome.NOT_ASSESSABLE],
             BETHESDA[1:],
             confidence,
         )
@@ -183,7 +184,7 @@ def evaluate(
             f"{len(na)} labelled slide(s) not assessable (failed, missing or judged not "
             "assessable): left out of sensitivity/specificity/ROC and listed below"
         )
-    wrong_blank = len(blanks) - blank_calls["not_assessable"]
+    wrong_blank = len(blanks) - blank_calls[Outcome.NOT_ASSESSABLE]
     if wrong_blank:
         warnings.append(f"{wrong_blank} blank slide(s) were not called not assessable")
     if at is not None and at.sensitivity is not None and at.sensitivity.n < 30:

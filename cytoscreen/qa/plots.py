@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from cytoscreen.qa.metrics import Roc  # noqa: E402
+from cytoscreen.types import Outcome  # noqa: E402
 
 
 def _png(fig: Figure) -> bytes:
@@ -73,7 +74,7 @@ def scores_png(
 def confusion_png(table: Mapping[str, Mapping[str, int]], caption: str) -> bytes:
     """Truth (rows) against call (columns), not-assessable slides in their own column."""
     rows = ("negative", "positive")
-    cols = ("negative", "review", "not_assessable")
+    cols = (Outcome.NEGATIVE, Outcome.REVIEW, Outcome.NOT_ASSESSABLE)
     m = np.array([[table[r][c] for c in cols] for r in rows])
     fig, ax = plt.subplots(figsize=(5.2, 3.0))
     ax.imshow(m, cmap="Blues", vmin=0, vmax=max(1, int(m.max())))

@@ -15,15 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from cytoscreen.errors import CytoscreenError
+from cytoscreen.types import Outcome
 
 # Ids written by ``screen`` are ``<sanitised stem>-<8 hex>``; anything else is refused so an id
 # can be used in file names and URLs without escaping.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
-OUTCOMES = ("review", "not_assessable", "negative", "scored", "failed")
-OUTCOME_LABELS = {
-    "review": "Review",
-    "not_assessable": "Not assessable",
-    "negative": "Negative",
+OUTCOMES: tuple[str, ...] = (
+    Outcome.REVIEW,
+    Outcome.NOT_ASSESSABLE,
+    Outcome.NEGATIVE,
+    "scored",
+    "failed",
+)
+OUTCOME_LABELS: dict[str, str] = {
+    Outcome.REVIEW: "Review",
+    Outcome.NOT_ASSESSABLE: "Not assessable",
+    Outcome.NEGATIVE: "Negative",
     "scored": "Scored only",
     "failed": "Failed",
 }
@@ -173,7 +180,13 @@ def _notices(results: list[dict[str, Any]]) -> tuple[str, ...]:
 
 
 def _sort_key(s: SlideView) -> tuple[int, float, str]:
-    order = {"failed": 0, "review": 1, "not_assessable": 2, "negative": 3, "scored": 4}
+    order = {
+        "failed": 0,
+        Outcome.REVIEW: 1,
+        Outcome.NOT_ASSESSABLE: 2,
+        Outcome.NEGATIVE: 3,
+        "scored": 4,
+    }
     return (order[s.outcome], -(s.score if s.score is not None else -1.0), s.id)
 
 
