@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
-from cytoscreen.errors import BadCalibration
+from cytoscreen.errors import BadCalibration, CacheMismatch
 from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
 from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_stats
@@ -74,16 +74,16 @@ def strata_of(rows: list[ManifestRow]) -> dict[str, list[str]]:
 
 def _patch_scores(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """The slide's stored patch probabilities and which patches hold cells (from its cache)."""
-    import zarr
+    from cytoscreen.tiling.store import PatchStore
 
     store, model = result.get("cache"), result.get("model_id")
     if not isinstance(store, str) or not isinstance(model, str) or not Path(store).is_dir():
         return None
     try:
-        root = zarr.open_group(store, mode="r")
-        prob = np.asarray(root[f"scores/{model}/prob"][:], np.float64)  # type: ignore[index]
-        nuclei = np.asarray(root["nuclei"][:])  # type: ignore[index]
-    except (KeyError, OSError, ValueError):
+        patches = PatchStore.open(store)
+        prob = patches.read_scores(model, complete_only=False).astype(np.float64)
+        nuclei = patches.nuclei
+    except (CacheMismatch, KeyError, OSError, ValueError):
         return None
     return prob, nuclei > 0
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import zarr
 
 import cytoscreen
 from cytoscreen.batch import (
@@ -62,7 +61,7 @@ from cytoscreen.slide.domain import (
     profile_patches,
     sample_indices,
 )
-from cytoscreen.tiling import PatchCache, open_cache, tile_slide
+from cytoscreen.tiling import PatchStore, StoreAttrs, open_cache, tile_slide
 from cytoscreen.tiling.obscured import ObscuredEstimate
 from cytoscreen.types import MPP_TOLERANCE, TriageDecision, scoring_kind
 
@@ -221,33 +220,33 @@ def resolve_calibration(
 # ---------------------------------------------------------------- per-slide stages
 
 
-def estimate_cellularity(cache: PatchCache) -> int:
+def estimate_cellularity(cache: PatchStore) -> int:
     """Cells on the slide: nuclei counted by the tiler in the patches that could be read."""
     return int(cache.nuclei[cache.valid].sum())
 
 
-def stored_obscured(cache: PatchCache) -> ObscuredEstimate | None:
+def stored_obscured(cache: PatchStore) -> ObscuredEstimate | None:
     """The obscured share the tiler measured on the slide's foreground view; None when the
     store was made before the estimate existed (unknown, not 0)."""
-    return ObscuredEstimate.from_dict(cache.attrs.get("obscured"))
+    return cache.attrs.obscured
 
 
-def sample_patches(cache: PatchCache) -> npt.NDArray[np.uint8] | None:
+def sample_patches(cache: PatchStore) -> npt.NDArray[np.uint8] | None:
     """The cached patches the domain check profiles (see ``sample_indices``); None if none."""
-    idx = sample_indices(cache.valid, cache.foreground, int(cache.images.chunks[0]))
+    idx = sample_indices(cache.valid, cache.foreground, cache.chunk_patches)
     if idx.size == 0:
         return None
     return np.asarray(cache.images.get_orthogonal_selection((idx,)), dtype=np.uint8)
 
 
-def profile_cache(cache: PatchCache) -> DomainProfile | None:
+def profile_cache(cache: PatchStore) -> DomainProfile | None:
     """The domain profile of a sample of the slide's cached patches; None without patches."""
     patches = sample_patches(cache)
     return None if patches is None else profile_patches(patches)
 
 
 def domain_check(
-    cache: PatchCache, domain: DomainChoice | None, limit: float | None
+    cache: PatchStore, domain: DomainChoice | None, limit: float | None
 ) -> tuple[Adequacy, dict[str, Any]]:
     """The slide's domain shift (what ``decide`` needs) and its record for result.json."""
     record: dict[str, Any] = {
@@ -277,12 +276,12 @@ def domain_check(
     return Adequacy(off_domain=off, domain_shift=check.shift, domain_note=check.note), record
 
 
-def _adequacy(attrs: dict[str, Any], cfg: Config, domain: Adequacy | None = None) -> Adequacy:
+def _adequacy(attrs: StoreAttrs, cfg: Config, domain: Adequacy | None = None) -> Adequacy:
     """Resolution check (a slide scanned coarser than the model's resolution is upsampled),
     with the domain check's fields from ``domain``."""
     base = domain or Adequacy()
-    mpp, target = attrs.get("mpp"), cfg.tiling.target_mpp
-    if isinstance(mpp, int | float) and mpp > target * (1.0 + cfg.tiling.level_tolerance):
+    mpp, target = attrs.mpp, cfg.tiling.target_mpp
+    if mpp > target * (1.0 + cfg.tiling.level_tolerance):
         return replace(
             base,
             resolution_ok=False,
@@ -382,9 +381,8 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
     t = time.perf_counter()
     obs.stage(slide, "deciding", 0, None)
     cache = open_cache(store)
-    root = zarr.open_group(store, mode="r")
-    prob = np.asarray(root[f"scores/{run.model.model_id}/prob"][:], dtype=np.float32)  # type: ignore[index]
-    size_l0 = float(cache.attrs["size_l0"])
+    prob = cache.read_scores(run.model.model_id)
+    size_l0 = cache.attrs.size_l0
     cal = run.calibration.calibration if run.calibration else None
     obscured = stored_obscured(cache)
     sscore = score_slide(
@@ -422,7 +420,7 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
             slide.path,
             out,
             slide=str(slide.path),
-            backend=str(cache.attrs.get("backend", cfg.reader.backend)),
+            backend=cache.attrs.backend or cfg.reader.backend,
             mpp_override=cfg.reader.mpp_override,
             target_mpp=cfg.tiling.target_mpp,
             tolerance=cfg.tiling.level_tolerance,
@@ -465,11 +463,11 @@ def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) 
         "applicability": applicability,
         "scoring": run.get_scorer().describe(),
         "slide": {
-            "mpp": cache.attrs.get("mpp"),
-            "mpp_source": cache.attrs.get("mpp_source"),
-            "backend": cache.attrs.get("backend"),
-            "target_mpp": cache.attrs.get("target_mpp"),
-            "patch_size": cache.attrs.get("patch_size"),
+            "mpp": cache.attrs.mpp,
+            "mpp_source": cache.attrs.mpp_source,
+            "backend": cache.attrs.backend,
+            "target_mpp": cache.attrs.target_mpp,
+            "patch_size": cache.attrs.patch_size,
         },
         "cache": str(store),
     }

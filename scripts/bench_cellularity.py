@@ -476,7 +476,7 @@ def cells_outside(store: Path, points: npt.NDArray[np.float64]) -> npt.NDArray[n
     from cytoscreen.tiling import open_cache
 
     cache = open_cache(store)
-    size = float(cache.attrs["size_l0"])
+    size = cache.attrs.size_l0
     xy = cache.coords.astype(np.float64)
     inside = np.zeros(len(points), bool)
     for k in range(0, len(points), 256):

@@ -175,7 +175,7 @@ def write_patch_mask(store: Path, slide: Path, mask_path: Path, mask_mpp: float 
         w, h = reader.meta.dimensions
         scale = reader.meta.mpp / mask_mpp
     mask = np.zeros((int(np.ceil(h * scale)), int(np.ceil(w * scale))), dtype=np.uint8)
-    side = float(cache.attrs["size_l0"]) * scale
+    side = cache.attrs.size_l0 * scale
     for x, y in np.asarray(cache.coords, dtype=float) * scale:
         x0, y0 = int(np.floor(x)) + 1, int(np.floor(y)) + 1
         x1, y1 = int(np.ceil(x + side)) - 1, int(np.ceil(y + side)) - 1

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from cytoscreen.scoring.checkpoint import load_checkpoint, save_checkpoint
 from cytoscreen.scoring.infer import Scorer, score_cache
 from cytoscreen.scoring.model import create_model, new_card
 from cytoscreen.scoring.openvino_import import installed as openvino_installed
 from cytoscreen.scoring.runtime import Normaliser, autocast, prepare_model, resolve_device
+from cytoscreen.tiling.store import FORMAT, PatchStore, StoreAttrs
 from cytoscreen.training.evaluate import throughput
 
 ARCHS = ("resnet18", "mobilenetv3_large_100", "efficientnet_lite0", "efficientnet_b0")
@@ -45,13 +45,25 @@ def val_auc_by_arch() -> dict[str, str]:
 
 def make_store(path: Path, n: int, px: int = 224, chunk: int = 64) -> Path:
     rng = np.random.default_rng(0)
-    root = zarr.open_group(path, mode="w")
-    img = root.create_array("images", shape=(n, px, px, 3), chunks=(chunk, px, px, 3), dtype="u1")
-    img[:] = rng.integers(150, 256, size=(n, px, px, 3), dtype=np.uint8)
-    root.create_array("valid", shape=(n,), dtype="bool")[:] = True
-    root.create_array("coords", shape=(n, 2), dtype="int64")[:] = 0
-    root.attrs["cytoscreen"] = {"tiling": {"target_mpp": 0.5}}
-    (path / "COMPLETE").write_text("ok\n")
+    attrs = StoreAttrs(
+        format=FORMAT,
+        slide_key="bench",
+        slide_name="bench",
+        backend=None,
+        mpp=0.5,
+        mpp_source="bench",
+        target_mpp=0.5,
+        patch_size=px,
+        size_l0=float(px),
+        stride_l0=float(px),
+        n_patches=n,
+        block_starts=(0,),
+        config_hash="bench",
+    )
+    coords = np.zeros((n, 2), dtype=np.int64)
+    store = PatchStore.create(path, attrs, coords, np.ones(n, np.float32), chunk_patches=chunk)
+    store.write_patches(0, rng.integers(150, 256, size=(n, px, px, 3), dtype=np.uint8))
+    store.mark_complete(attrs.config_hash, n)
     return path
 
 

@@ -108,7 +108,7 @@ def tiles_under_patches(path: Path, level: int, store: Path) -> list[int]:
         assert isinstance(page, tifffile.TiffPage)
         tw, th, across = page.tilewidth, page.tilelength, -(-page.imagewidth // page.tilewidth)
     ds = 2**level
-    side = cache.attrs["size_l0"] / ds
+    side = cache.attrs.size_l0 / ds
     out: set[int] = set()
     for x, y in cache.coords / ds:
         for ty in range(int(y // th), int((y + side - 1) // th) + 1):

@@ -194,10 +194,9 @@ def decide_all(work: Path) -> None:
 
 def load_slides(work: Path) -> list[dict[str, Any]]:
     """Per slide: label, strata, patch probabilities, coordinates and its abnormal cells."""
-    import zarr
-
     from cytoscreen.manifest import read_manifest
     from cytoscreen.synth import load_truth
+    from cytoscreen.tiling.store import PatchStore
 
     manifest = read_manifest(work / "manifest.csv", check_files=False)
     by_path = {}
@@ -209,8 +208,8 @@ def load_slides(work: Path) -> list[dict[str, Any]]:
         r = by_path.get(str(row.path))
         if r is None or r.get("status") != "ok":
             continue
-        root = zarr.open_group(r["cache"], mode="r")
-        prob = np.asarray(root[f"scores/{r['model_id']}/prob"][:], np.float64)  # type: ignore[index]
+        store = PatchStore.open(r["cache"])
+        prob = store.read_scores(r["model_id"], complete_only=False).astype(np.float64)
         truth = load_truth(row.ground_truth) if row.ground_truth else None
         ab = [(c.x, c.y) for c in truth.cells if c.abnormal] if truth else []
         out.append(
@@ -220,9 +219,9 @@ def load_slides(work: Path) -> list[dict[str, Any]]:
                 "set": row.notes.rsplit("_", 1)[0],
                 "label": int(row.positive),
                 "prob": prob,
-                "coords": np.asarray(root["coords"][:]),  # type: ignore[index]
-                "nuclei": np.asarray(root["nuclei"][:]),  # type: ignore[index]
-                "size_l0": float(root.attrs["cytoscreen"]["size_l0"]),  # type: ignore[index]
+                "coords": store.coords,
+                "nuclei": store.nuclei,
+                "size_l0": store.attrs.size_l0,
                 "abnormal": np.array(ab, float).reshape(-1, 2),
                 "cellularity": r.get("cellularity"),
                 "scoring": r.get("scoring"),

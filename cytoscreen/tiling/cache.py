@@ -1,17 +1,6 @@
 """The patch cache: one Zarr v3 store per slide, written by a resumable Dask graph.
 
-Layout of ``<cache_dir>/<slide_key>.zarr`` (a group)::
-
-    images      (N, P, P, 3) uint8, chunks (chunk_patches, P, P, 3), lz4 / zstd / none
-    coords      (N, 2) int64   level-0 x, y of each patch's top-left corner
-    foreground  (N,) float32   cell-bearing share of each patch
-    valid       (N,) bool      False: the patch could not be read (never score it)
-    chunk_done  (n_chunks,) uint8, chunks of 1: 1 once that images chunk is written
-    attrs["cytoscreen"]        format, slide, resolution, grid and config provenance, and the
-                               slide's obscured share ("obscured": ``ObscuredEstimate.to_dict``;
-                               absent in stores made before it existed)
-    COMPLETE                   JSON {config_hash, n_patches}, written last and atomically
-
+The store's layout and records are ``cytoscreen.tiling.store``'s (``PatchStore``).
 The graph has one read task per block of patches and one write task per ``images`` chunk;
 a write task gathers the blocks its chunk needs, so every chunk is written by exactly one task.
 Chunks already marked done are not recomputed, so a killed run resumes where it stopped.
@@ -21,109 +10,49 @@ would (``cytoscreen.tiling.chunkstore``), rather than through zarr's event-loop 
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dask
 import numpy as np
 import numpy.typing as npt
 import zarr
-import zarr.errors
 from dask.callbacks import Callback
 from dask.delayed import Delayed
-from zarr.codecs import BloscCodec, ZstdCodec
 
 import cytoscreen
 from cytoscreen.config import TILING_SECTIONS, Config
 from cytoscreen.errors import CacheMismatch
-from cytoscreen.fsutil import write_json_atomic
 from cytoscreen.io import fast_backend, open_slide, slide_key
 from cytoscreen.io.base import SlideReader
 from cytoscreen.tiling.blocks import Block, SlideSource, read_block
-from cytoscreen.tiling.chunkstore import ChunkWriter, chunk_writer
 from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.grid import GridSpec, block_ranges, build_grid
 from cytoscreen.tiling.obscured import ObscuredEstimate
+from cytoscreen.tiling.store import (
+    FORMAT,
+    PatchStore,
+    StoreAttrs,
+    StoreWriters,
+    discard_store,
+    store_path,
+)
 from cytoscreen.types import PatchGrid, SlideMeta
 
-FORMAT = 3  # 2: per-patch nuclei counts; 3: the stage-zero nucleus counter (issue 19). Bump it
-# whenever what a store holds changes for the same config (a new counter, a new array), so old
-# stores are rebuilt rather than reused
-COMPLETE = "COMPLETE"
-ATTR_KEY = "cytoscreen"
 ProgressFn = Callable[[int, int], None]  # (patches done, patches total)
 _WRITE_PREFIX = "cytoscreen-write"
 
 
-@dataclass(frozen=True)
-class PatchCache:
-    """Read-only view of a slide's patch store."""
-
-    path: Path
-    images: zarr.Array
-    coords: npt.NDArray[np.int64]
-    foreground: npt.NDArray[np.float32]
-    valid: npt.NDArray[np.bool_]
-    nuclei: npt.NDArray[np.int32]
-    attrs: dict[str, Any]
-    is_complete: bool
-
-    def __len__(self) -> int:
-        return int(self.coords.shape[0])
-
-
-def _array(group: zarr.Group, name: str) -> zarr.Array:
-    node = group[name]
-    if not isinstance(node, zarr.Array):
-        raise KeyError(f"{name} is not an array")
-    return node
-
-
-def _attrs(group: zarr.Group) -> dict[str, Any]:
-    attrs = group.attrs.get(ATTR_KEY)
-    if not isinstance(attrs, dict):
-        raise KeyError(f"no {ATTR_KEY!r} attributes")
-    return dict(attrs)
-
-
-def store_path(cache_dir: str | Path, key: str) -> Path:
-    return Path(cache_dir) / f"{key}.zarr"
-
-
-def _complete_record(path: Path) -> dict[str, Any] | None:
+def open_cache(path: str | Path) -> PatchStore:
+    """Open a patch store read-only, its attributes and per-patch arrays read. Raises
+    ``CacheMismatch`` if it is not one."""
     try:
-        record = json.loads((path / COMPLETE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def open_cache(path: str | Path) -> PatchCache:
-    """Open a patch store read-only. Raises ``CacheMismatch`` if it is not one."""
-    p = Path(path)
-    try:
-        group = zarr.open_group(p, mode="r")
-        attrs = _attrs(group)
-        images = _array(group, "images")
-        coords = np.asarray(_array(group, "coords")[:], dtype=np.int64)
-        foreground = np.asarray(_array(group, "foreground")[:], dtype=np.float32)
-        valid = np.asarray(_array(group, "valid")[:], dtype=np.bool_)
-        nuclei = np.asarray(_array(group, "nuclei")[:], dtype=np.int32)
-    except (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
-        raise CacheMismatch(f"not a cytoscreen patch cache ({exc})", slide=p) from exc
-    record = _complete_record(p)
-    complete = (
-        record is not None
-        and record.get("config_hash") == attrs.get("config_hash")
-        and record.get("n_patches") == attrs.get("n_patches")
-    )
-    return PatchCache(p, images, coords, foreground, valid, nuclei, attrs, complete)
+        store = PatchStore.open(path)
+    except CacheMismatch as exc:
+        raise CacheMismatch(f"not a cytoscreen patch cache ({exc.message})", slide=path) from None
+    return store.check()
 
 
 def _versions(backend: str) -> dict[str, str]:
@@ -142,116 +71,15 @@ def _versions(backend: str) -> dict[str, str]:
 def _matches(path: Path, key: str, config_hash: str) -> bool:
     """True when ``path`` holds a fully set-up store for this slide and configuration."""
     try:
-        group = zarr.open_group(path, mode="r")
-        attrs = _attrs(group)
-        n = attrs.get("n_patches")
-        shapes_ok = all(
-            _array(group, name).shape[0] == n
-            for name in ("images", "coords", "foreground", "valid", "nuclei")
-        )
-        return bool(
-            shapes_ok
-            and attrs.get("format") == FORMAT
-            and attrs.get("slide_key") == key
-            and attrs.get("config_hash") == config_hash
-            and "chunk_done" in group
-        )
-    except (OSError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError):
+        store = PatchStore.open(path)
+        attrs = store.attrs
+    except CacheMismatch:
         return False
-
-
-def _discard(path: Path) -> None:
-    """Remove a stale store; refuse to delete a folder that is not a Zarr store."""
-    if not path.exists():
-        return
-    if not (path / "zarr.json").is_file():
-        raise CacheMismatch(
-            "the cache path exists but is not a Zarr patch store; refusing to overwrite it",
-            slide=path,
-        )
-    shutil.rmtree(path)
-
-
-def _codec(name: str, level: int) -> Any:
-    if name == "lz4":
-        return BloscCodec(cname="lz4", clevel=level, shuffle="noshuffle")
-    if name == "zstd":
-        return ZstdCodec(level=level)
-    return None
-
-
-# Chunk files named "c.<i>.0.0.0" beside the array's zarr.json (the default encoding with its
-# other permitted separator): zarr's "c/<i>/0/0/0" makes a chain of folders for every chunk.
-_CHUNK_KEYS: dict[str, Any] = {"name": "default", "separator": "."}
-
-
-def _create_store(path: Path, grid: PatchGrid, cfg: Config, attrs: dict[str, Any]) -> None:
-    """Write the store's arrays, coordinates and (last) its attributes."""
-    n, p = len(grid), grid.patch_px
-    cp = cfg.cache.chunk_patches
-    compressors: Any = _codec(cfg.cache.compression, cfg.cache.compression_level)
-    group = zarr.open_group(path, mode="w")
-
-    def array(
-        name: str,
-        shape: tuple[int, ...],
-        dtype: str,
-        fill: Any,
-        chunks: tuple[int, ...] | Literal["auto"] = "auto",
-        codec: Any = "auto",
-    ) -> zarr.Array:
-        return group.create_array(
-            name,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            compressors=codec,
-            fill_value=fill,
-            chunk_key_encoding=_CHUNK_KEYS,
-        )
-
-    array("images", (n, p, p, 3), "uint8", 255, (cp, p, p, 3), compressors)
-    coords = array("coords", (n, 2), "int64", 0)
-    fg = array("foreground", (n,), "float32", 0.0)
-    array("valid", (n,), "bool", False, (cp,))
-    array("nuclei", (n,), "int32", 0, (cp,))
-    array("chunk_done", (math.ceil(n / cp),), "uint8", 0, (1,))
-    if n:
-        coords[:] = grid.coords
-        fg[:] = grid.foreground
-    group.attrs[ATTR_KEY] = attrs
-
-
-def _mark_complete(path: Path, config_hash: str, n_patches: int) -> None:
-    write_json_atomic(path / COMPLETE, {"config_hash": config_hash, "n_patches": n_patches})
-
-
-@dataclass(frozen=True)
-class StoreWriters:
-    """Whole-chunk writers for the per-patch arrays of one store (picklable: Dask ships it)."""
-
-    images: ChunkWriter
-    valid: ChunkWriter
-    nuclei: ChunkWriter
-    chunk_done: ChunkWriter
-
-
-def store_writers(path: Path) -> StoreWriters:
-    """Open ``path`` once and describe how to write its chunks (``cytoscreen.tiling.chunkstore``).
-
-    ``images`` chunks always hold real patches, so they are stored even when all white (this
-    also skips zarr's all-fill-value scan); the other arrays follow zarr's default.
-    """
-    group = zarr.open_group(path, mode="r")
-
-    def writer(name: str, write_empty: bool) -> ChunkWriter:
-        return chunk_writer(_array(group, name), path / name, write_empty=write_empty)
-
-    return StoreWriters(
-        images=writer("images", True),
-        valid=writer("valid", False),
-        nuclei=writer("nuclei", False),
-        chunk_done=writer("chunk_done", False),
+    return bool(
+        store.is_set_up(attrs.n_patches)
+        and attrs.format == FORMAT
+        and attrs.slide_key == key
+        and attrs.config_hash == config_hash
     )
 
 
@@ -299,11 +127,12 @@ def _graph(
     The graph is written out as a plain task mapping: building it through ``dask.delayed``
     calls costs more than running the local scheduler on it.
     """
-    done = np.asarray(zarr.open_array(path / "chunk_done", mode="r")[:], dtype=np.uint8)
+    store = PatchStore.open(path)
+    done = store.chunk_done()
     n = len(coords)
     if n == 0 or not (done == 0).any():
         return []
-    writers = store_writers(path)
+    writers = store.writers()
     starts = np.asarray(block_starts, dtype=np.int64)
     stops = np.r_[starts[1:], n].astype(np.int64)
     dsk: dict[str, Any] = {}
@@ -430,19 +259,18 @@ def tile_slide(
     if out.is_symlink():
         raise CacheMismatch("the patch store is a symbolic link; refusing to follow it", slide=out)
     if _matches(out, key, config_hash):
-        record = _complete_record(out)
+        store = PatchStore.open(out)
+        record = store.complete_record()
         if record is not None and record.get("config_hash") == config_hash:
             n = int(record.get("n_patches", 0))
             if progress:
                 progress(n, n)
             return out
-        group = zarr.open_group(out, mode="r")
-        attrs = _attrs(group)
-        coords = np.asarray(_array(group, "coords")[:], dtype=np.int64)
-        block_starts = [int(v) for v in attrs["block_starts"]]
-        meta_backend = str(attrs["backend"])
+        coords = store.coords
+        block_starts = list(store.attrs.block_starts)
+        meta_backend = str(store.attrs.backend)
     else:
-        _discard(out)
+        discard_store(out)
         mpp = cfg.reader.mpp_override
         with open_slide(slide, backend=cfg.reader.backend, mpp=mpp) as reader:
             meta = reader.meta
@@ -456,26 +284,34 @@ def tile_slide(
         if read_backend != meta.backend:
             with open_slide(slide, backend=read_backend, mpp=mpp) as fast:
                 grid, obscured = _plan(fast, meta, cfg)
-        attrs = {
-            "format": FORMAT,
-            "slide_key": key,
-            "slide_name": slide.name,
-            "backend": read_backend,
-            "mpp": meta.mpp,
-            "mpp_source": meta.mpp_source,
-            "target_mpp": grid.target_mpp,
-            "patch_size": grid.patch_px,
-            "size_l0": grid.size_l0,
-            "stride_l0": grid.stride_l0,
-            "n_patches": len(grid),
-            "block_starts": [a for a, _ in block_ranges(grid.block_ids)],
-            "config_hash": config_hash,
-            "config": {k: cfg.to_dict()[k] for k in TILING_SECTIONS},
-            "versions": _versions(read_backend),
+        attrs = StoreAttrs(
+            format=FORMAT,
+            slide_key=key,
+            slide_name=slide.name,
+            backend=read_backend,
+            mpp=meta.mpp,
+            mpp_source=meta.mpp_source,
+            target_mpp=grid.target_mpp,
+            patch_size=grid.patch_px,
+            size_l0=grid.size_l0,
+            stride_l0=grid.stride_l0,
+            n_patches=len(grid),
+            block_starts=tuple(a for a, _ in block_ranges(grid.block_ids)),
+            config_hash=config_hash,
+            config={k: cfg.to_dict()[k] for k in TILING_SECTIONS},
+            versions=_versions(read_backend),
             # a slide statistic beside the grid: adding it changes no array, so FORMAT stays
-            "obscured": obscured.to_dict() if obscured is not None else None,
-        }
-        _create_store(out, grid, cfg, attrs)
+            obscured=obscured,
+        )
+        PatchStore.create(
+            out,
+            attrs,
+            grid.coords,
+            grid.foreground,
+            chunk_patches=cfg.cache.chunk_patches,
+            compression=cfg.cache.compression,
+            compression_level=cfg.cache.compression_level,
+        )
         coords, meta_backend = grid.coords, read_backend
         block_starts = [a for a, _ in block_ranges(grid.block_ids)]
     source = SlideSource(
@@ -493,7 +329,7 @@ def tile_slide(
     if progress:
         progress(n - pending, n)
     _run(writes, cfg, client, progress, n - pending, n)
-    _mark_complete(out, config_hash, n)
+    PatchStore.open(out).mark_complete(config_hash, n)
     return out
 
 

@@ -129,7 +129,7 @@ def slide_patches(
     abnormal = [c for c in truth.cells if c.abnormal]
     centres = np.array([(c.x, c.y) for c in abnormal], dtype=np.float64).reshape(-1, 2)
     boxes = np.array([c.bbox for c in abnormal], dtype=np.float64).reshape(-1, 4)
-    size_l0 = float(cache.attrs["size_l0"])
+    size_l0 = cache.attrs.size_l0
     labels = patch_labels(cache.coords, size_l0, centres, boxes)
     labels[~cache.valid] = AMBIGUOUS  # unreadable patches are never trained on
     rng = np.random.default_rng([seed, zlib.crc32(row.slide_id.encode())])

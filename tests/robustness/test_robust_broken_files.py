@@ -160,13 +160,11 @@ def corrupt_slide(tmp_path_factory: pytest.TempPathFactory, make_slide: Any) -> 
 
 
 def _store(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import zarr
+    from cytoscreen.tiling import PatchStore
 
-    root = zarr.open_group(result["cache"], mode="r")
-    coords = np.asarray(root["coords"][:])  # type: ignore[index]
-    valid = np.asarray(root["valid"][:])  # type: ignore[index]
-    prob = np.asarray(root[f"scores/{result['model_id']}/prob"][:])  # type: ignore[index]
-    return coords, valid, prob
+    store = PatchStore.open(result["cache"])
+    prob = store.read_scores(result["model_id"], complete_only=False)
+    return store.coords, store.valid, prob
 
 
 def test_corrupt_tile_marks_only_its_patches_unreadable(

@@ -115,7 +115,7 @@ def test_kill_9_then_rerun_matches_a_clean_run(
 
     assert _result(out, "slow.tiff") is None  # nothing recorded as finished
     stores = list((out / "cache").glob("*.zarr"))
-    slow = [s for s in stores if open_cache(s).attrs["slide_name"] == "slow.tiff"]
+    slow = [s for s in stores if open_cache(s).attrs.slide_name == "slow.tiff"]
     assert len(slow) == 1
     partial = open_cache(slow[0])
     assert not partial.is_complete if stage == "tiling" else partial.is_complete

@@ -21,10 +21,11 @@ from cytoscreen.config import TILING_SECTIONS, Config, load_config
 from cytoscreen.errors import CacheMismatch
 from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.tiling import blocks
-from cytoscreen.tiling import cache as cache_module
+from cytoscreen.tiling import store as store_module
 from cytoscreen.tiling.cache import FORMAT, open_cache, tile_slide, tile_slides
 from cytoscreen.tiling.foreground import slide_foreground
 from cytoscreen.tiling.obscured import ObscuredEstimate
+from cytoscreen.tiling.store import StoreAttrs
 
 Slide = tuple[Path, npt.NDArray[np.int64]]
 
@@ -62,7 +63,8 @@ def test_layout_attrs_and_complete_marker(cells_slide: Slide, small_cfg: Config,
     assert sorted(p.name for p in (out / "images").iterdir() if p.is_dir()) == []
     assert (out / "images" / "c.0.0.0.0").is_file() and (out / "valid" / "c.0").is_file()
     assert cache.valid.all() and cache.coords.dtype == np.int64
-    a = cache.attrs
+    a = dict(zarr.open_group(out, mode="r").attrs["cytoscreen"])  # type: ignore[arg-type]
+    assert cache.attrs == StoreAttrs.from_dict(a)  # the typed record of what is on disk
     assert a["format"] == FORMAT == 3 and a["n_patches"] == n and a["slide_name"] == "cells.tif"
     assert a["config_hash"] == small_cfg.hash(*TILING_SECTIONS)
     assert set(a["config"]) == set(TILING_SECTIONS)
@@ -101,7 +103,7 @@ def test_resampled_target_close_to_direct_reads(cells_slide: Slide, tmp_path: Pa
     path, _ = cells_slide
     cfg = load_config(overrides={"tiling.target_mpp": 0.4, "tiling.patch_size": 96})
     cache = open_cache(tile_slide(path, cfg, tmp_path))
-    assert cache.attrs["size_l0"] == pytest.approx(96 * 0.4 / 0.25)
+    assert cache.attrs.size_l0 == pytest.approx(96 * 0.4 / 0.25)
     with open_slide(path) as reader:
         for i in range(0, len(cache), max(1, len(cache) // 10)):
             x, y = (int(v) for v in cache.coords[i])
@@ -144,7 +146,7 @@ def test_reuse_and_rebuild(cells_slide: Slide, small_cfg: Config, tmp_path: Path
     assert tile_slide(path, changed, tmp_path) == out
     cache = open_cache(out)
     assert cache.is_complete and cache.images.shape[1:] == (128, 128, 3)
-    assert cache.attrs["config_hash"] == changed.hash(*TILING_SECTIONS)
+    assert cache.attrs.config_hash == changed.hash(*TILING_SECTIONS)
 
 
 def test_refuses_to_overwrite_a_foreign_folder(cells_slide: Slide, tmp_path: Path):
@@ -169,7 +171,7 @@ def test_resume_writes_only_missing_chunks(
 ):
     path, _ = cells_slide
     with monkeypatch.context() as m:
-        m.setitem(cache_module._CHUNK_KEYS, "separator", separator)
+        m.setitem(store_module._CHUNK_KEYS, "separator", separator)
         out = tile_slide(path, small_cfg, tmp_path)
     assert (out / "images" / "c").is_dir() is (separator == "/")
     clean = store_digest(out)

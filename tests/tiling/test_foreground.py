@@ -133,7 +133,7 @@ def test_generated_slides_cells_inside_patches(tmp_path: Path) -> None:
         if label == "blank":
             assert len(cache) == 0
             continue
-        xy, s = cache.coords, cache.attrs["size_l0"]
+        xy, s = cache.coords, cache.attrs.size_l0
         c = np.array([(cell.x, cell.y) for cell in truth.cells])
         hit = (
             (c[:, None, 0] >= xy[None, :, 0])
