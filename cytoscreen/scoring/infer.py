@@ -1,12 +1,9 @@
 """Batched inference over a slide's Zarr patch cache; scores are written beside the patches.
 
-Layout written under the slide's store (one group per model, so models never overwrite each
-other)::
-
-    scores/<model_id>/prob      (N,) float32   summed probability of the card's positive classes
-    scores/<model_id>/classes   (N, C) float32 softmax per class (names in attrs)
-    scores/<model_id>/chunk_done (n_chunks,) bool   resumability, one flag per patch chunk
-    scores/<model_id>/COMPLETE  marker file, written last
+Each model's scores go to their own place in the slide's store (``PatchStore.scores``, one
+group per model, so models never overwrite each other): the summed probability of the card's
+positive classes (the default stage ``PROB``), the softmax per class, one done flag per patch
+chunk for resuming, and a completion marker written last (layout: ``cytoscreen.tiling.store``).
 
 Patches with ``valid == False`` are not scored: their rows stay NaN, which therefore means
 "no score", never a score; a non-finite model output is an error.
@@ -14,24 +11,20 @@ Patches with ``valid == False`` are not scored: their rows stay NaN, which there
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import zarr
 
 from cytoscreen.errors import BadCheckpoint, CacheMismatch
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
+from cytoscreen.tiling.store import PROB, ModelScores, PatchStore
 from cytoscreen.types import MPP_TOLERANCE, scoring_kind
-
-MARKER = "COMPLETE"
 
 
 @dataclass(frozen=True)
@@ -52,90 +45,50 @@ class ScoreRun:
         return self.n_scored / self.seconds if self.seconds > 0 else 0.0
 
 
-def _array(group: zarr.Group, name: str) -> zarr.Array:
-    node = group[name]
-    if not isinstance(node, zarr.Array):
-        raise CacheMismatch(f"'{name}' is not a Zarr array", slide=str(group.store_path))
-    return node
-
-
-def _store_mpp(attrs: dict[str, Any]) -> float | None:
-    meta = attrs.get("cytoscreen", {})
-    if not isinstance(meta, dict):
-        return None
-    for node in (meta, meta.get("tiling", {}), meta.get("config", {}).get("tiling", {})):
-        if isinstance(node, dict) and isinstance(node.get("target_mpp"), int | float):
-            return float(node["target_mpp"])
-    return None
-
-
-def _check_store(store: Path, root: zarr.Group, card: ModelCard) -> None:
-    if not (store / MARKER).exists():
-        raise CacheMismatch(
-            "patch cache is incomplete (no COMPLETE marker)",
-            slide=store,
-            hint="run the tiler on this slide again: it resumes where it stopped",
-        )
-    for name in ("images", "valid"):
-        if name not in root:
-            raise CacheMismatch(f"patch cache has no '{name}' array", slide=store)
-    images = _array(root, "images")
+def _check_store(store: PatchStore, card: ModelCard) -> None:
+    store.require_tiled()
+    images = store.images
+    store.valid  # noqa: B018 - a store without validity flags is refused before scoring
     _, h, w = card.preprocessing.input_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (h, w, 3):
         raise CacheMismatch(
             f"patches are {tuple(images.shape[1:])}, the model expects ({h}, {w}, 3)",
-            slide=store,
+            slide=store.path,
             hint="tile the slide with the patch size on the model card",
         )
-    mpp = _store_mpp(dict(root.attrs))
+    mpp = store.patch_mpp()
     if mpp is not None and abs(mpp - card.mpp) > MPP_TOLERANCE * card.mpp:
         raise CacheMismatch(
             f"patches are at {mpp} um/px, the model was trained at {card.mpp} um/px",
-            slide=store,
+            slide=store.path,
             hint=f"tile the slide again with tiling.target_mpp={card.mpp}",
         )
 
 
-def _made_otherwise(group: object, how: dict[str, str]) -> bool:
+def _made_otherwise(scores: ModelScores, how: dict[str, str]) -> bool:
     """Whether stored scores were made with another runtime or precision than ``how`` (or
     by a version that did not record them: their provenance is unknown)."""
-    return scoring_kind(getattr(group, "attrs", {}).get("cytoscreen")) != scoring_kind(how)
+    return scoring_kind(scores.provenance) != scoring_kind(how)
 
 
-def _open_scores(
-    root: zarr.Group, store: Path, card: ModelCard, n: int, chunk: int, how: dict[str, str]
-) -> zarr.Group:
-    path = f"scores/{card.model_id}"
-    if path in root and _made_otherwise(root[path], how):
+def _open_scores(store: PatchStore, card: ModelCard, n: int, how: dict[str, str]) -> ModelScores:
+    scores = store.scores(card.model_id)
+    if scores is not None and _made_otherwise(scores, how):
         # scores of the same model from another runtime or precision: the run's record would
         # not describe them, so they are replaced rather than resumed or reused
-        shutil.rmtree(store / path)
-        root = zarr.open_group(store, mode="r+")
-    if path in root:
-        group = root[path]
-        assert isinstance(group, zarr.Group)
-        prob = _array(group, "prob")
-        if prob.shape != (n,) or _array(group, "classes").shape != (n, card.num_classes):
+        store.drop_scores(card.model_id)
+        scores = None
+    if scores is not None:
+        prob = scores.stage(PROB)
+        if prob.shape != (n,) or scores.classes.shape != (n, card.num_classes):
             raise CacheMismatch(
-                f"existing {path} does not match this cache ({prob.shape[0]} rows, {n} patches)",
-                slide=store,
-                hint=f"delete {store / path} and score again",
+                f"existing scores of {card.model_id} do not match this cache "
+                f"({prob.shape[0]} rows, {n} patches)",
+                slide=store.path,
+                hint=f"delete {scores.path} and score again",
             )
-        return group
-    group = root.require_group(path)
-    n_chunks = -(-n // chunk)
-    group.create_array("prob", shape=(n,), chunks=(chunk,), dtype="float32", fill_value=np.nan)
-    group.create_array(
-        "classes",
-        shape=(n, card.num_classes),
-        chunks=(chunk, card.num_classes),
-        dtype="float32",
-        fill_value=np.nan,
-    )
-    group.create_array(
-        "chunk_done", shape=(n_chunks,), chunks=(max(n_chunks, 1),), dtype="bool", fill_value=False
-    )
-    group.attrs["cytoscreen"] = {
+        return scores
+    provenance = {
         "model_id": card.model_id,
         "arch": card.arch,
         "classes": card.classes,
@@ -145,7 +98,7 @@ def _open_scores(
         "weights_sha256": card.weights_sha256,
         **how,  # runtime, precision and device of the run that created the scores
     }
-    return group
+    return store.create_scores(card.model_id, card.num_classes, provenance)
 
 
 def score_cache(
@@ -178,25 +131,21 @@ def score_cache(
         torch.set_num_threads(threads)
     card, dev, prec = scorer.card, scorer.device_name, scorer.prec
     t0 = time.perf_counter()
-    try:
-        root = zarr.open_group(store, mode="r+")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        raise CacheMismatch("no Zarr patch cache here", slide=store) from None
-    _check_store(store, root, card)
-    images = _array(root, "images")
+    patches = PatchStore.open(store, writable=True)
+    _check_store(patches, card)
+    images = patches.images
     n = int(images.shape[0])
-    chunk = int(images.chunks[0])
-    valid = np.asarray(_array(root, "valid")[:], dtype=bool)
-    group = _open_scores(root, store, card, n, chunk, scorer.describe())
-    marker = store / "scores" / card.model_id / MARKER
+    chunk = patches.chunk_patches
+    valid = patches.valid
+    scores = _open_scores(patches, card, n, scorer.describe())
     skipped = int((~valid).sum())
-    if marker.exists():
+    if scores.is_complete(PROB):
         return ScoreRun(
             store, card.model_id, n, 0, skipped, 0, 0.0, prec, str(dev), scorer.runtime_used
         )
-    done = np.asarray(_array(group, "chunk_done")[:], dtype=bool)
+    done_flags, prob_arr, class_arr = scores.chunk_done, scores.stage(PROB), scores.classes
+    done = np.asarray(done_flags[:], dtype=bool)
     todo = [i for i in range(len(done)) if not done[i] and valid[i * chunk : (i + 1) * chunk].any()]
-    done_flags, prob_arr, class_arr = (_array(group, k) for k in ("chunk_done", "prob", "classes"))
     for i in range(len(done)):  # chunks with nothing valid are done without reading pixels
         if not done[i] and i not in todo:
             done_flags[i] = True
@@ -236,7 +185,7 @@ def score_cache(
             scored += int(keep.sum())
             if progress is not None:
                 progress(scored, total)
-    marker.write_text(card.model_id + "\n", encoding="utf-8")
+    scores.mark_complete(PROB)
     return ScoreRun(
         store,
         card.model_id,

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 
 from cytoscreen.scoring import checkpoint
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.infer import Scorer, score_cache
+from cytoscreen.tiling import PatchStore
 
 from .conftest import make_store
 
 
 def _prob(store: Path, model_id: str) -> np.ndarray:
-    return np.asarray(zarr.open_array(store, path=f"scores/{model_id}/prob", mode="r")[...])
+    return PatchStore.open(store).read_scores(model_id, complete_only=False)
 
 
 def test_scorer_loads_once_and_matches_directory_scoring(
