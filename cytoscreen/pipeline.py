@@ -130,8 +130,9 @@ class DomainChoice:
 def resolve_domain(model: ModelChoice) -> DomainChoice | None:
     """The domain reference beside the model (``domain.json``), or None when there is none.
 
-    A reference that exists but cannot be read stops the run: screening without the check it
-    asks for would be silent.
+    A reference that exists but cannot be read, or was profiled on patches at another
+    resolution than the model reads, stops the run: screening without the check it asks for
+    would be silent, and one made at another resolution would judge slides wrongly.
     """
     path = model.dir / DOMAIN_NAME
     if not path.is_file():
@@ -148,6 +149,17 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
             hint="remake it with scripts/make_domain_reference.py, or remove it to screen "
             "without the domain check (the results will say it was skipped)",
         ) from None
+    mpp = (reference.source.get("tiling") or {}).get("target_mpp")
+    card = model.card
+    if mpp is not None and abs(float(mpp) - card.mpp) > MPP_TOLERANCE * card.mpp:
+        # texture, stain and dark shares change with the patch resolution: a reference profiled
+        # at another one flags (or passes) slides for the wrong reason
+        raise BadCheckpoint(
+            f"the domain reference was profiled on patches at {mpp} um/px, but model "
+            f"{card.model_id} reads {card.mpp} um/px",
+            slide=path,
+            hint="remake it at the model's resolution with scripts/make_domain_reference.py",
+        )
     return DomainChoice(path.resolve(), file_sha256(path), reference)
 
 

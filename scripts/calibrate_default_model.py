@@ -143,14 +143,25 @@ def generate(
     return out
 
 
-def screen_all(work: Path) -> Path:
+def results_dir(work: Path, model: Path | None) -> Path:
+    """Where a model's screen of the set goes: ``results`` for the bundled model,
+    ``results_<folder name>`` for a candidate (the patch cache is shared: scores are stored
+    per model)."""
+    return work / ("results" if model is None else f"results_{model.name}")
+
+
+def screen_all(work: Path, model: Path | None = None) -> Path:
     """Scores-only screen of every slide with the configured rule (resumable: a rerun after
-    the default rule changed re-aggregates the stored scores, it does not score again)."""
+    the default rule changed re-aggregates the stored scores, it does not score again), with
+    the bundled model or the candidate in ``model``."""
     from cytoscreen.config import load_config
     from cytoscreen.pipeline import screen
 
-    cfg = load_config(overrides={"triage.min_cellularity": 0})
-    results = work / "results"
+    overrides: dict[str, Any] = {"triage.min_cellularity": 0}
+    if model is not None:
+        overrides["scoring.model"] = str(model)
+    cfg = load_config(overrides=overrides)
+    results = results_dir(work, model)
     # only finished chunks (their manifest is written last): slides still being written by a
     # generation job are left for the next run
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
@@ -192,7 +203,7 @@ def decide_all(work: Path) -> None:
           f"the threshold (not assessable or negative): {below}/{pos}")  # fmt: skip
 
 
-def load_slides(work: Path) -> list[dict[str, Any]]:
+def load_slides(work: Path, model: Path | None = None) -> list[dict[str, Any]]:
     """Per slide: label, strata, patch probabilities, coordinates and its abnormal cells."""
     from cytoscreen.manifest import read_manifest
     from cytoscreen.synth import load_truth
@@ -200,7 +211,7 @@ def load_slides(work: Path) -> list[dict[str, Any]]:
 
     manifest = read_manifest(work / "manifest.csv", check_files=False)
     by_path = {}
-    for p in sorted((work / "results" / "slides").glob("*/result.json")):
+    for p in sorted((results_dir(work, model) / "slides").glob("*/result.json")):
         r = json.loads(p.read_text())
         by_path[str(Path(r["path"]).resolve())] = r
     out = []
@@ -413,6 +424,9 @@ def main() -> None:
     ap.add_argument("--fields", choices=("val", "test"), default="val", help="fields to draw")
     ap.add_argument("--shifted", action="store_true", help="conditions outside calibration's")
     ap.add_argument("--screen", action="store_true")
+    ap.add_argument(
+        "--model", type=Path, default=None, help="screen and study a candidate model instead"
+    )
     ap.add_argument("--study", action="store_true")
     ap.add_argument("--decide", action="store_true", help="outcomes with the shipped calibration")
     ap.add_argument("--write", action="store_true", help="write calibration.json beside the model")
@@ -429,9 +443,9 @@ def main() -> None:
         }
         generate(args.work, counts, args.workers, args.fields, args.shifted)
     if args.screen:
-        screen_all(args.work)
+        screen_all(args.work, args.model)
     if args.study:
-        study(load_slides(args.work), args.target)
+        study(load_slides(args.work, args.model), args.target)
     if args.decide:
         decide_all(args.work)
     if args.write:

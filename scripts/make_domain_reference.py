@@ -1,12 +1,13 @@
-"""Fit the domain reference (domain.json) from generated Pap slides of CRIC *train* cells.
+"""Fit the domain reference (domain.json) from generated Pap slides of CRIC train and val cells.
 
     nice -n 10 .venv/bin/python scripts/make_domain_reference.py \
         --out cytoscreen/models/default/domain.json
 
 Generates ``--slides`` small slides with ``cytoscreen.synth`` from the fields the model was
-trained on (data_manifests/cric_splits.json, ``train``; the bundled kit when the full cell set
-is absent), alternating negative and positive, liquid-based and conventional, with the stain,
-colour, focus and density ranges of the calibration slides (``synth.patches.Conditions``), tiles
+trained on and those its threshold was calibrated on (data_manifests/cric_splits.json,
+``train`` and ``val``: ``--splits``; the bundled kit when the full cell set is absent),
+alternating negative and positive, liquid-based and conventional, with the stain, colour, focus
+and density ranges of the calibration slides (``synth.patches.Conditions``), tiles
 them with the screen configuration, profiles a sample of each slide's cached patches
 (``cytoscreen.slide.domain``) and writes the per-statistic median and spread, with a record of
 the data it came from, to ``--out``. Prints each slide's profile and shift against the result.
@@ -22,7 +23,7 @@ import argparse
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,22 +50,25 @@ REFERENCE_CONDITIONS = Conditions(
 )
 
 
-def _train_kit() -> tuple[Any, str]:
-    """The model's training fields, and a description of them that names no local path."""
+def _fit_kit(splits: Sequence[str]) -> tuple[Any, str]:
+    """The fields of ``splits`` (the model's training fields and the validation fields its
+    threshold was calibrated on), and a description of them that names no local path."""
     kit = load_cell_kit()
     full = find_full_set() is not None
     name = "CRIC Cervix fields (" + ("the full development set" if full else "the bundled kit")
     try:
-        ids = load_image_splits(REPO / "data_manifests/cric_splits.json").images["train"]
+        images = load_image_splits(REPO / "data_manifests/cric_splits.json").images
+        ids = sorted({i for s in splits for i in images[s]})
     except Exception as exc:  # noqa: BLE001 - fall back to every field, and say so
-        return kit, f"{name}, all fields: no train split available: {exc})"
-    return kit.subset(ids, source=f"{kit.source} [train]"), (
-        f"{name}, train split of data_manifests/cric_splits.json)"
+        return kit, f"{name}, all fields: no {'+'.join(splits)} split available: {exc})"
+    label = "+".join(splits)
+    return kit.subset(ids, source=f"{kit.source} [{label}]"), (
+        f"{name}, {label} splits of data_manifests/cric_splits.json)"
     )
 
 
 def _generated(args: argparse.Namespace, work: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    kit, _ = _train_kit()
+    kit, _ = _fit_kit(args.splits)
     (work / "slides").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for i in range(args.slides):
@@ -110,17 +114,19 @@ def _source(args: argparse.Namespace, cfg: Config, slides: list[dict[str, Any]])
             + " ".join(str(p) for p in args.from_slides),
             **common,
         }
-    kit, kit_source = _train_kit()
+    kit, kit_source = _fit_kit(args.splits)
     return {
         "description": (
             "generated Pap slides (cytoscreen.synth) of real CRIC Cervix cells, the cells the "
-            "model was trained on; statistics of a sample of each slide's cached patches"
+            "model was trained on and those its threshold was calibrated on; statistics of a "
+            "sample of each slide's cached patches"
         ),
         "generator": "cytoscreen.synth.generate_slide",
         "cells": kit_source,
         "n_cells": len(kit),
         "script": "scripts/make_domain_reference.py "
-        f"--slides {args.slides} --cells {args.cells} --seed {args.seed}",
+        f"--slides {args.slides} --cells {args.cells} --seed {args.seed} "
+        f"--splits {' '.join(args.splits)}",
         **common,
     }
 
@@ -132,6 +138,14 @@ def main() -> None:
     ap.add_argument("--slides", type=int, default=24, help="generated slides")
     ap.add_argument("--cells", type=int, default=1500, help="labelled cells per slide")
     ap.add_argument("--seed", type=int, default=8300)
+    ap.add_argument(
+        "--splits",
+        nargs="+",
+        choices=("train", "val"),
+        default=["train", "val"],
+        help="fields to draw (default: those the model trained on and those the threshold "
+        "was calibrated on: a threshold holds on slides like its calibration slides)",
+    )
     ap.add_argument(
         "--from-slides",
         type=Path,

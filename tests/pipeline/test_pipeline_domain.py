@@ -17,6 +17,7 @@ from cytoscreen.config import load_config
 from cytoscreen.errors import BadCheckpoint
 from cytoscreen.io import open_slide
 from cytoscreen.pipeline import DEFAULT_MODEL_DIR, DOMAIN_NAME, screen
+from cytoscreen.scoring.card import read_card
 from cytoscreen.synth.tiffwriter import write_array_tiff
 from tests.pipeline.results_by_name import by_name
 
@@ -25,10 +26,14 @@ NOT_ASSESSABLE = "not_assessable"
 
 @pytest.fixture(scope="module")
 def domain_model(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
-    """The tiny test model with the default model's domain reference beside it."""
+    """The tiny test model with the default model's domain reference beside it, relabelled to
+    the tiny model's resolution (the stain and colour checks tested here do not depend on it;
+    the resolution guard has its own test)."""
     out = tmp_path_factory.mktemp("model") / "with-domain"
     shutil.copytree(model_dir, out)
-    shutil.copy(DEFAULT_MODEL_DIR / DOMAIN_NAME, out / DOMAIN_NAME)
+    ref = json.loads((DEFAULT_MODEL_DIR / DOMAIN_NAME).read_text(encoding="utf-8"))
+    ref["source"]["tiling"]["target_mpp"] = read_card(model_dir).mpp
+    (out / DOMAIN_NAME).write_text(json.dumps(ref), encoding="utf-8")
     return out
 
 
@@ -166,5 +171,21 @@ def test_an_unreadable_reference_stops_the_run_before_tiling(
             load_config(config_path),
             model_dir=broken,
         )
+    assert "make_domain_reference.py" in str(err.value)
+    assert not (tmp_path / "out" / "slides").exists()
+
+
+def test_a_reference_profiled_at_another_resolution_stops_the_run(
+    tmp_path: Path, domain_slides: Path, domain_model: Path, config_path: Path
+) -> None:
+    other = tmp_path / "model"
+    shutil.copytree(domain_model, other)
+    ref = json.loads((other / DOMAIN_NAME).read_text(encoding="utf-8"))
+    mpp = read_card(other).mpp
+    ref["source"]["tiling"]["target_mpp"] = mpp * 2
+    (other / DOMAIN_NAME).write_text(json.dumps(ref), encoding="utf-8")
+    with pytest.raises(BadCheckpoint, match=f"{mpp * 2} um/px") as err:
+        screen([domain_slides / "pap.tiff"], tmp_path / "out", load_config(config_path),
+               model_dir=other)  # fmt: skip
     assert "make_domain_reference.py" in str(err.value)
     assert not (tmp_path / "out" / "slides").exists()
