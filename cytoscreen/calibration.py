@@ -1,8 +1,9 @@
 """``cytoscreen calibrate``: choose the threshold from screened, labelled slides.
 
 Reads a manifest (``slide_id,path,label``; validated by :func:`cytoscreen.manifest.read_manifest`,
-every row's problems reported together), matches its rows to the ``result.json`` files of a
-``cytoscreen screen`` run by slide path, and calibrates the aggregation rule those results
+every row's problems reported together), matches its rows to the slide results of a
+``cytoscreen screen`` run (:func:`cytoscreen.slide_result.match_manifest`: by resolved slide
+path, else by slide id, as ``qa`` does), and calibrates the aggregation rule those results
 used (the maths is :func:`cytoscreen.slide.calibrate`).
 """
 
@@ -11,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cytoscreen.batch import file_sha256, read_json_object, write_text_atomic
+from cytoscreen.batch import file_sha256, write_text_atomic
 from cytoscreen.errors import BadCalibration, CacheMismatch
 from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
 from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_stats
+from cytoscreen.slide_result import SLIDES_DIR, SlideResult, load_results, match_manifest
 from cytoscreen.strata import abnormal_stratum
 from cytoscreen.types import SCORING_KEYS, scoring_kind
 
@@ -72,12 +73,12 @@ def strata_of(rows: list[ManifestRow]) -> dict[str, list[str]]:
     return out
 
 
-def _patch_scores(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+def _patch_scores(result: SlideResult) -> tuple[np.ndarray, np.ndarray] | None:
     """The slide's stored patch probabilities and which patches hold cells (from its cache)."""
     from cytoscreen.tiling.store import PatchStore
 
-    store, model = result.get("cache"), result.get("model_id")
-    if not isinstance(store, str) or not isinstance(model, str) or not Path(store).is_dir():
+    store, model = result.cache, result.model_id
+    if store is None or model is None or not Path(store).is_dir():
         return None
     try:
         patches = PatchStore.open(store)
@@ -100,8 +101,9 @@ def calibrate_from_results(
 ) -> CalibrationRun:
     """Choose the threshold from screened, labelled slides and write calibration.json.
 
-    Manifest rows are matched to ``<results_dir>/slides/*/result.json`` by slide path (relative
-    to the manifest's folder). Blank slides, slides not screened and failed slides are left out
+    Manifest rows are matched to the slide results in ``results_dir`` by
+    :func:`~cytoscreen.slide_result.match_manifest` (the row's path, relative to the manifest's
+    folder, else its slide id). Blank slides, slides not screened and failed slides are left out
     (and listed); slides screened but not scorable count as unscorable. When the manifest has
     the columns of a generated set, the threshold holds the target in every stratum of
     ``STRATA_COLUMNS`` and the record keeps each stratum's figures; negatives with fewer cells
@@ -113,30 +115,26 @@ def calibrate_from_results(
     """
     manifest = Path(manifest)
     rows = read_manifest(manifest, check_files=False).rows
-    by_path: dict[str, dict[str, Any]] = {}
-    for p in sorted((Path(results_dir) / "slides").glob("*/result.json")):
-        r = read_json_object(p)
-        if r is not None and isinstance(r.get("path"), str):
-            by_path[str(Path(r["path"]).resolve())] = r
+    screened = (Path(results_dir) / SLIDES_DIR).is_dir()  # if not: nothing screened there yet
+    matched = match_manifest(rows, load_results(results_dir) if screened else [])
     scores: list[float | None] = []
     labels: list[int] = []
     used: list[str] = []
     left_out: list[tuple[str, str]] = []
-    chosen: list[dict[str, Any]] = []
+    chosen: list[SlideResult] = []
     used_rows: list[ManifestRow] = []
-    for row in rows:
+    for row, r in zip(rows, matched, strict=True):
         sid = row.slide_id
         if row.label == "blank":
             left_out.append((sid, "blank slide (expected not assessable)"))
             continue
-        r = by_path.get(str(row.path))
         if r is None:
             left_out.append((sid, "not screened into these results"))
-        elif r.get("status") != "ok":
-            left_out.append((sid, f"screening failed: {r.get('error')}"))
+        elif r.failed:
+            left_out.append((sid, f"screening failed: {r.error}"))
         else:
             chosen.append(r)
-            scores.append(r.get("score"))
+            scores.append(r.score)
             labels.append(1 if row.positive else 0)
             used.append(sid)
             used_rows.append(row)
@@ -146,15 +144,15 @@ def calibrate_from_results(
             slide=results_dir,
             hint=f"run `cytoscreen screen <slides> --out {results_dir} --scores-only` first",
         )
-    models = {str(r.get("model_id")) for r in chosen}
-    rules = {str(r.get("rule")) for r in chosen if r.get("rule")}
+    models = {str(r.model_id) for r in chosen}
+    rules = {r.rule for r in chosen if r.rule}
     if len(models) != 1 or len(rules) > 1:
         raise BadCalibration(
             f"the screened slides mix models {sorted(models)} / rules {sorted(rules)}",
             slide=results_dir,
             hint="screen all calibration slides with one model and one aggregation rule",
         )
-    how = {scoring_kind(r.get("scoring")) for r in chosen}
+    how = {scoring_kind(r.scoring) for r in chosen}
     if len(how) > 1:
         raise BadCalibration(
             f"the screened slides were scored in different ways: {sorted(map(str, how))}",

@@ -77,3 +77,18 @@ class WriteFailed(CytoscreenError):
         "free disk space (or fix the folder's permissions) and run again: finished slides are "
         "kept and only what is missing is redone"
     )
+
+
+class NotAResultsFolder(CytoscreenError):
+    """A folder given as results is not one ``cytoscreen screen`` wrote."""
+
+    default_hint = "give the folder written by `cytoscreen screen --out RESULTS`"
+
+
+class UnreadableResult(CytoscreenError):
+    """A slide's result record cannot be read (damaged, not a record, or a newer format)."""
+
+    default_hint = (
+        "screen the slides again into this results folder: a slide whose result cannot be "
+        "read is screened again, finished ones are kept"
+    )

@@ -2,9 +2,10 @@
 
 Per slide: tile (in a child process, so a native reader crash fails only that slide), score
 (in this process), aggregate and pick the suspicious fields, decide, then write the field
-tables and pictures into ``<out>/slides/<id>/``. A slide already finished with the same slide
-content, configuration, model and calibration is skipped; failed ones are retried. The
-summaries (``summary.csv``, ``results.json``) are rebuilt from every ``result.json`` present.
+tables and pictures into ``<out>/slides/<id>/`` with its ``SlideResult`` record
+(``cytoscreen.slide_result``). A slide already finished with the same slide content,
+configuration, model and calibration is skipped; failed ones are retried. The summaries
+(``summary.csv``, ``results.json``) are rebuilt from every slide record present.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from cytoscreen.batch import (
     file_sha256,
     find_slides,
     private_dir,
-    read_json_object,
     run_isolated,
     warm_up,
     write_json_atomic,
@@ -61,6 +61,16 @@ from cytoscreen.slide.domain import (
     profile_patches,
     sample_indices,
 )
+from cytoscreen.slide_result import (
+    RESULT_FORMAT,
+    SLIDES_DIR,
+    SlideResult,
+    UnreadableResult,
+    load_results,
+    read_result,
+    slide_folder,
+    write_result,
+)
 from cytoscreen.tiling import PatchStore, StoreAttrs, open_cache, tile_slide
 from cytoscreen.tiling.obscured import ObscuredEstimate
 from cytoscreen.types import MPP_TOLERANCE, TriageDecision, scoring_kind
@@ -69,14 +79,12 @@ if TYPE_CHECKING:
     from cytoscreen.scoring.card import ModelCard
     from cytoscreen.scoring.scorer import Scorer
 
-RESULT_FORMAT = 1
 DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
 CALIBRATION_NAME = "calibration.json"
 # the domain reference beside a model (written by scripts/make_domain_reference.py)
 DOMAIN_NAME = "domain.json"
 # Config sections that change a slide's result (not where caches live or how fast it runs).
 RESULT_SECTIONS = ("reader", "tiling", "foreground", "aggregation", "fields", "triage")
-STAGES = ("tiling", "scoring", "deciding", "images")
 
 
 # ---------------------------------------------------------------- model and calibration
@@ -260,7 +268,7 @@ def profile_cache(cache: PatchStore) -> DomainProfile | None:
 def domain_check(
     cache: PatchStore, domain: DomainChoice | None, limit: float | None
 ) -> tuple[Adequacy, dict[str, Any]]:
-    """The slide's domain shift (what ``decide`` needs) and its record for result.json."""
+    """The slide's domain shift (what ``decide`` needs) and its record (``SlideResult.domain``)."""
     record: dict[str, Any] = {
         "checked": False,
         "reference": domain.record() if domain else None,
@@ -309,7 +317,7 @@ class ScreenObserver(Protocol):
 
     def stage(self, slide: SlideInput, stage: str, done: int, total: int | None) -> None: ...
 
-    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None: ...
+    def slide_finished(self, slide: SlideInput, result: SlideResult, skipped: bool) -> None: ...
 
 
 class _Quiet:
@@ -319,7 +327,7 @@ class _Quiet:
     def stage(self, slide: SlideInput, stage: str, done: int, total: int | None) -> None:
         pass
 
-    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None:
+    def slide_finished(self, slide: SlideInput, result: SlideResult, skipped: bool) -> None:
         pass
 
 
@@ -367,11 +375,11 @@ def _decision_fields(decision: TriageDecision | None) -> dict[str, Any]:
     }
 
 
-def _process(slide: SlideInput, key: str, run: _Run, timings: dict[str, float]) -> dict[str, Any]:
+def _process(slide: SlideInput, run: _Run, timings: dict[str, float]) -> dict[str, Any]:
     from cytoscreen.scoring.infer import score_cache
 
     cfg, obs = run.cfg, run.observer
-    out = run.out_dir / "slides" / slide.id
+    out = slide_folder(run.out_dir, slide.id)
     t = time.perf_counter()
     obs.stage(slide, "tiling", 0, None)
     store = run_isolated(
@@ -498,17 +506,28 @@ def _error_text(err: BaseException, slide: SlideInput) -> str:
     )
 
 
-def _same_scoring(previous: dict[str, Any], now: dict[str, str]) -> bool:
+def _same_scoring(previous: SlideResult, now: dict[str, str]) -> bool:
     """Whether a finished result was scored with the runtime and precision this run uses (a
     result from before these were recorded is not reused)."""
-    before = scoring_kind(previous.get("scoring"))
+    before = scoring_kind(previous.scoring)
     return before is not None and before == scoring_kind(now)
 
 
-def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
-    """Screen one slide and write its result.json; returns (result, skipped). Never raises for
-    a problem with the slide: that becomes a result with status ``failed``."""
-    out = run.out_dir / "slides" / slide.id
+def _reusable(previous: SlideResult | None, key: str, run: _Run) -> bool:
+    """Whether ``previous`` finished this slide (content ``key``) as this run would."""
+    return (
+        previous is not None
+        and not previous.failed
+        and previous.slide_key == key
+        and all(getattr(previous, k) == v for k, v in run.run_key.items())
+        and _same_scoring(previous, run.get_scorer().describe())
+    )
+
+
+def screen_slide(slide: SlideInput, run: _Run) -> tuple[SlideResult, bool]:
+    """Screen one slide and write its record; returns (result, skipped). Never raises for a
+    problem with the slide: that becomes a result with status ``failed``."""
+    out = slide_folder(run.out_dir, slide.id)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -526,16 +545,13 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
         private_dir(out)
         key = slide_key(slide.path, mpp_override=run.cfg.reader.mpp_override)
         base["slide_key"] = key
-        previous = read_json_object(out / "result.json")
-        if (
-            previous is not None
-            and previous.get("status") == "ok"
-            and previous.get("slide_key") == key
-            and all(previous.get(k) == v for k, v in run.run_key.items())
-            and _same_scoring(previous, run.get_scorer().describe())
-        ):
+        try:
+            previous = read_result(out)
+        except UnreadableResult:
+            previous = None  # damaged: screened again
+        if previous is not None and _reusable(previous, key, run):
             return previous, True
-        body = _process(slide, key, run, timings)
+        body = _process(slide, run, timings)
         result = {**base, "status": "ok", "error": None, **body}
     except Exception as err:  # noqa: BLE001 - one bad slide must never stop the batch
         result = {
@@ -551,8 +567,9 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
     result["timings"] = {k: round(v, 3) for k, v in timings.items()}
     result["started"] = started.isoformat(timespec="seconds")
     result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json_atomic(out / "result.json", result)
-    return result, False
+    record = SlideResult.model_validate(result)
+    write_result(out, record)
+    return record, False
 
 
 # ---------------------------------------------------------------- the run
@@ -561,19 +578,18 @@ def screen_slide(slide: SlideInput, run: _Run) -> tuple[dict[str, Any], bool]:
 @dataclass
 class ScreenReport:
     out_dir: Path
-    results: list[dict[str, Any]]  # this run's slides, worst first
+    results: list[SlideResult]  # this run's slides, worst first
     skipped: list[str] = field(default_factory=list)  # ids finished by an earlier run
     warnings: list[str] = field(default_factory=list)  # about the whole run (also in run.json)
 
     @property
     def n_failed(self) -> int:
-        return sum(r.get("status") != "ok" for r in self.results)
+        return sum(r.failed for r in self.results)
 
     def outcome_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for r in self.results:
-            name = "failed" if r.get("status") != "ok" else str(r.get("outcome") or "scored")
-            counts[name] = counts.get(name, 0) + 1
+            counts[r.state] = counts.get(r.state, 0) + 1
         return counts
 
 
@@ -599,17 +615,13 @@ def _cache_dir(cfg: Config, out_dir: Path, cache_dir: Path | None) -> Path:
     return out_dir / "cache"
 
 
-def write_summaries(out_dir: Path, run_info: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rebuild summary.csv and results.json from every slides/*/result.json."""
-    results = [
-        r
-        for p in sorted((out_dir / "slides").glob("*/result.json"))
-        if (r := read_json_object(p)) is not None
-    ]
-    results.sort(key=sort_key)
+def write_summaries(out_dir: Path, run_info: dict[str, Any]) -> list[SlideResult]:
+    """Rebuild summary.csv and results.json from every slide record in ``out_dir``."""
+    results = sorted(load_results(out_dir), key=sort_key)
     write_text_atomic(out_dir / "summary.csv", summary_csv(results))
     write_json_atomic(
-        out_dir / "results.json", {"format": RESULT_FORMAT, "run": run_info, "slides": results}
+        out_dir / "results.json",
+        {"format": RESULT_FORMAT, "run": run_info, "slides": [r.to_json() for r in results]},
     )
     return results
 
@@ -655,11 +667,11 @@ def screen(
             slide=", ".join(str(i) for i in inputs),
             hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files, or the files",
         )
-    for folder in (out, out / "slides", cache):
+    for folder in (out, out / SLIDES_DIR, cache):
         private_dir(folder)
     for s in slides:  # a planted link would send this slide's records elsewhere
-        if (out / "slides" / s.id).is_symlink():
-            private_dir(out / "slides" / s.id)
+        if slide_folder(out, s.id).is_symlink():
+            private_dir(slide_folder(out, s.id))
     with RunLock(out):
         run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
         run.get_scorer()  # before any tiling: a model that cannot score stops the run here
@@ -693,7 +705,7 @@ def screen(
                 skipped.append(s.id)
             obs.slide_finished(s, result, was_skipped)
         info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        info["n_failed"] = sum(r.get("status") != "ok" for r in results)
+        info["n_failed"] = sum(r.failed for r in results)
         write_json_atomic(out / "run.json", info)
         write_summaries(out, info)
     results.sort(key=sort_key)

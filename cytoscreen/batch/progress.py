@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -18,13 +17,14 @@ from rich.progress import (
 from rich.table import Table
 
 from cytoscreen.batch.discover import SlideInput
+from cytoscreen.slide_result import FAILED, SlideResult
 from cytoscreen.types import Outcome
 
 _STYLE: dict[str, str] = {
     Outcome.REVIEW: "bold red",
     Outcome.NOT_ASSESSABLE: "yellow",
     Outcome.NEGATIVE: "green",
-    "failed": "red",
+    FAILED: "red",
 }
 
 
@@ -61,7 +61,7 @@ class RichObserver:
             self.current = self.progress.add_task(label, total=total)
         self.progress.update(self.current, description=label, completed=done, total=total)
 
-    def slide_finished(self, slide: SlideInput, result: dict[str, Any], skipped: bool) -> None:
+    def slide_finished(self, slide: SlideInput, result: SlideResult, skipped: bool) -> None:
         if self.current is not None:
             self.progress.remove_task(self.current)
             self.current = None
@@ -71,25 +71,23 @@ class RichObserver:
             self.progress.advance(self.overall)
 
 
-def _status(result: dict[str, Any]) -> str:
-    if result.get("status") != "ok":
-        return f"failed -- {result.get('error')}"
-    return str(result.get("outcome") or "scored")
+def _status(result: SlideResult) -> str:
+    return f"{FAILED} -- {result.error}" if result.failed else result.state
 
 
-def summary_table(results: Sequence[dict[str, Any]], counts: dict[str, int]) -> Table:
+def summary_table(results: Sequence[SlideResult], counts: dict[str, int]) -> Table:
     """Outcome counts in the title, then one row per slide (worst first)."""
     title = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     table = Table("slide", "outcome", "score", "threshold", "fields", "seconds", title=title)
     for r in results:
-        name = "failed" if r.get("status") != "ok" else str(r.get("outcome") or "scored")
-        score, thr = r.get("score"), r.get("threshold")
+        name = r.state
+        score, thr = r.score, r.threshold
         table.add_row(
-            str(r.get("relative_path") or r.get("id")),
+            r.relative_path or r.id,
             f"[{_STYLE.get(name, '')}]{name}" if name in _STYLE else name,
             "-" if score is None else f"{score:.3f}",
             "-" if thr is None else f"{thr:.3f}",
-            str(len(r.get("fields") or [])),
-            f"{(r.get('timings') or {}).get('total', 0):.1f}",
+            str(len(r.fields)),
+            f"{(r.timings or {}).get('total', 0):.1f}",
         )
     return table

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
+from cytoscreen.slide_result import SlideResult
 from cytoscreen.types import Outcome
 
 SUMMARY_COLUMNS = (
@@ -45,45 +46,40 @@ def _share(value: Any) -> str:
     return f"{float(value):.3f}" if ok else ""
 
 
-def summary_row(result: Mapping[str, Any]) -> dict[str, str]:
-    """The summary.csv row of one slide's result.json."""
-    fields = result.get("fields") or []
-    top = fields[0] if fields else None
-    counts = result.get("counts") or {}
+def summary_row(result: SlideResult) -> dict[str, str]:
+    """The summary.csv row of one slide's record."""
+    top = result.fields[0] if result.fields else None
+    counts = result.counts or {}
     return {
-        "id": str(result.get("id", "")),
-        "path": str(result.get("path", "")),
-        "status": str(result.get("status", "")),
-        "outcome": str(result.get("outcome") or ""),
-        "score": _num(result.get("score")),
-        "threshold": _num(result.get("threshold")),
-        "cellularity": str(
-            result.get("cellularity", "") if result.get("cellularity") is not None else ""
-        ),
-        "obscured": _share(result.get("obscured")),
-        "domain_shift": _num((result.get("domain") or {}).get("shift"), 4),
-        "score_shift": _num((result.get("applicability") or {}).get("shift"), 4),
+        "id": result.id,
+        "path": result.path or "",
+        "status": result.status,
+        "outcome": result.outcome.value if result.outcome is not None else "",
+        "score": _num(result.score),
+        "threshold": _num(result.threshold),
+        "cellularity": str(result.cellularity) if result.cellularity is not None else "",
+        "obscured": _share(result.obscured),
+        "domain_shift": _num((result.domain or {}).get("shift"), 4),
+        "score_shift": _num((result.applicability or {}).get("shift"), 4),
         "n_patches": str(counts.get("n_patches", "")),
         "top_field": f"{top['x0']};{top['y0']};{top['x1']};{top['y1']}" if top else "",
-        "seconds": _num((result.get("timings") or {}).get("total"), 4),
-        "reasons": "; ".join(str(r) for r in result.get("reasons") or []),
-        "error": str(result.get("error") or ""),
+        "seconds": _num((result.timings or {}).get("total"), 4),
+        "reasons": "; ".join(result.reasons),
+        "error": result.error or "",
     }
 
 
-def sort_key(result: Mapping[str, Any]) -> tuple[int, int, float, str]:
+def sort_key(result: SlideResult) -> tuple[int, int, float, str]:
     """Failed first, then review, not assessable, negative; higher scores first."""
-    failed = 0 if result.get("status") == "failed" else 1
-    score = result.get("score")
     return (
-        failed,
-        OUTCOME_ORDER.get(result.get("outcome"), 3),
-        -float(score) if score is not None else 0.0,
-        str(result.get("id", "")),
+        0 if result.failed else 1,
+        OUTCOME_ORDER.get(result.outcome, 3),
+        -float(result.score) if result.score is not None else 0.0,
+        result.id,
     )
 
 
-def summary_csv(results: Iterable[Mapping[str, Any]]) -> str:
+def summary_csv(results: Iterable[SlideResult]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
     writer.writeheader()

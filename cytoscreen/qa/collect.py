@@ -1,8 +1,9 @@
-"""Match a labelled manifest to the ``result.json`` files of a ``cytoscreen screen`` run.
+"""Match a labelled manifest to the slide results of a ``cytoscreen screen`` run.
 
-Rows are matched by resolved slide path, else by slide id (the run's folder name). Nothing is
-dropped silently: a row with no result is ``missing``, a failed one ``failed``; both count as
-not assessable in the QA figures and are listed.
+Rows are matched by :func:`cytoscreen.slide_result.match_manifest` (resolved slide path, else
+slide id), the rule ``calibrate`` uses too. Nothing is dropped silently: a row with no result
+is ``missing``, a failed one ``failed``; both count as not assessable in the QA figures and
+are listed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cytoscreen.batch import read_json_object
 from cytoscreen.errors import BadCalibration, CytoscreenError
 from cytoscreen.manifest import Manifest, ManifestRow
 from cytoscreen.qa.fieldhits import Box, first_hit_rank
+from cytoscreen.slide_result import SlideResult, load_results, match_manifest
 from cytoscreen.types import Outcome
 
 
@@ -45,18 +47,6 @@ class RunResults:
     rule: str | None
 
 
-def _results(results_dir: Path) -> list[dict[str, Any]]:
-    folder = results_dir / "slides"
-    if not folder.is_dir():
-        raise CytoscreenError(
-            "no slides/ folder: not the output of `cytoscreen screen`",
-            slide=results_dir,
-            hint="pass the --out folder of a screen run as --results",
-        )
-    found = [read_json_object(p) for p in sorted(folder.glob("*/result.json"))]
-    return [r for r in found if r is not None]
-
-
 def _abnormal_cells(truth: Path) -> list[tuple[float, float]]:
     data = read_json_object(truth)
     if data is None or not isinstance(data.get("cells"), list):
@@ -68,18 +58,18 @@ def _abnormal_cells(truth: Path) -> list[tuple[float, float]]:
     return [(float(c["x"]), float(c["y"])) for c in data["cells"] if c.get("abnormal")]
 
 
-def _boxes(result: dict[str, Any]) -> list[Box]:
-    rows = sorted(result.get("fields") or [], key=lambda f: int(f.get("rank", 0)))
+def _boxes(result: SlideResult) -> list[Box]:
+    rows = sorted(result.fields, key=lambda f: int(f.get("rank", 0)))
     return [(int(f["x0"]), int(f["y0"]), int(f["x1"]), int(f["y1"])) for f in rows]
 
 
-def _note(result: dict[str, Any]) -> str:
-    if result.get("status") != "ok":
-        return str(result.get("error") or "screening failed")
-    if result.get("outcome") == Outcome.NOT_ASSESSABLE:  # with or without a score: say why
-        why = [r for r in result.get("reasons") or [] if str(r).startswith("not assessable")]
-        return "; ".join(str(r) for r in why) or "not assessable"
-    if result.get("score") is None:
+def _note(result: SlideResult) -> str:
+    if result.failed:
+        return result.error or "screening failed"
+    if result.outcome == Outcome.NOT_ASSESSABLE:  # with or without a score: say why
+        why = [r for r in result.reasons if r.startswith("not assessable")]
+        return "; ".join(why) or "not assessable"
+    if result.score is None:
         return "no score"
     return ""
 
@@ -97,13 +87,10 @@ def _one_value(values: set[Any], what: str, results_dir: Path) -> Any:
 def collect_run(manifest: Manifest, results_dir: str | Path) -> RunResults:
     """Every manifest row with its result (or why it has none), and the run's threshold."""
     folder = Path(results_dir)
-    results = _results(folder)
-    by_path = {str(Path(r["path"]).resolve()): r for r in results if isinstance(r.get("path"), str)}
-    by_id = {str(r.get("id")): r for r in results}
+    matched = match_manifest(manifest.rows, load_results(folder))
     slides: list[SlideOutcome] = []
-    used: list[dict[str, Any]] = []
-    for row in manifest.rows:
-        r = by_path.get(str(row.path)) or by_id.get(row.slide_id)
+    used: list[SlideResult] = []
+    for row, r in zip(manifest.rows, matched, strict=True):
         truth = _abnormal_cells(row.ground_truth) if row.ground_truth else None
         if r is None:
             slides.append(
@@ -111,26 +98,23 @@ def collect_run(manifest: Manifest, results_dir: str | Path) -> RunResults:
             )
             continue
         used.append(r)
-        ok = r.get("status") == "ok"
-        score = r.get("score") if ok else None
+        ok = not r.failed
         first = first_hit_rank(_boxes(r), truth) if ok and truth else None
         slides.append(
             SlideOutcome(
                 row=row,
                 status="ok" if ok else "failed",
-                score=float(score) if isinstance(score, int | float) else None,
-                outcome=r.get("outcome") if ok else None,
+                score=r.score if ok else None,
+                outcome=r.outcome if ok else None,
                 note=_note(r),
                 first_hit=first,
                 n_abnormal_truth=len(truth) if truth is not None else None,
             )
         )
-    ok_results = [r for r in used if r.get("status") == "ok"]
+    ok_results = [r for r in used if not r.failed]
     threshold = _one_value(
-        {float(r["threshold"]) for r in ok_results if r.get("threshold") is not None},
-        "threshold",
-        folder,
+        {r.threshold for r in ok_results if r.threshold is not None}, "threshold", folder
     )
-    model_id = _one_value({str(r["model_id"]) for r in used if r.get("model_id")}, "model", folder)
-    rule = _one_value({str(r["rule"]) for r in ok_results if r.get("rule")}, "rule", folder)
+    model_id = _one_value({r.model_id for r in used if r.model_id}, "model", folder)
+    rule = _one_value({r.rule for r in ok_results if r.rule}, "rule", folder)
     return RunResults(folder, tuple(slides), threshold, model_id, rule)

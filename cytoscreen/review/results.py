@@ -2,7 +2,7 @@
 
 Only what a reviewer needs is kept: slide ids, display names, outcomes, scores, fields and
 the names of the pictures ``screen`` wrote. Raw vendor metadata is never read from the slide
-here, and nothing from result.json that could hold it is passed on.
+here, and nothing from a slide's record that could hold it is passed on.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cytoscreen.errors import CytoscreenError
+from cytoscreen.errors import NotAResultsFolder as NotAResultsFolder  # re-exported
+from cytoscreen.slide_result import FAILED, SCORED, SlideResult, load_result_files
 from cytoscreen.types import Outcome
 
 # Ids written by ``screen`` are ``<sanitised stem>-<8 hex>``; anything else is refused so an id
@@ -24,20 +25,16 @@ OUTCOMES: tuple[str, ...] = (
     Outcome.REVIEW,
     Outcome.NOT_ASSESSABLE,
     Outcome.NEGATIVE,
-    "scored",
-    "failed",
+    SCORED,
+    FAILED,
 )
 OUTCOME_LABELS: dict[str, str] = {
     Outcome.REVIEW: "Review",
     Outcome.NOT_ASSESSABLE: "Not assessable",
     Outcome.NEGATIVE: "Negative",
-    "scored": "Scored only",
-    "failed": "Failed",
+    SCORED: "Scored only",
+    FAILED: "Failed",
 }
-
-
-class NotAResultsFolder(CytoscreenError):
-    default_hint = "give the folder written by `cytoscreen screen --out RESULTS`"
 
 
 @dataclass(frozen=True)
@@ -113,17 +110,11 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def outcome_of(result: dict[str, Any]) -> str:
-    if result.get("status") != "ok":
-        return "failed"
-    outcome = result.get("outcome")
-    return outcome if outcome in OUTCOMES else "scored"
-
-
-def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
-    """The reviewer's view of one result.json (pure apart from checking which images exist)."""
+def slide_view(result: SlideResult, slide_dir: Path) -> SlideView:
+    """The reviewer's view of one slide's record (pure apart from checking which images
+    exist)."""
     fields = []
-    for row in result.get("fields") or []:
+    for row in result.fields:
         rank = int(row["rank"])
         image = f"fields/{rank}.png"
         fields.append(
@@ -137,29 +128,29 @@ def slide_view(result: dict[str, Any], slide_dir: Path) -> SlideView:
                 image=image if (slide_dir / image).is_file() else None,
             )
         )
-    info = result.get("slide") or {}
+    info = result.slide or {}
     return SlideView(
-        id=str(result["id"]),
-        name=str(result.get("relative_path") or result["id"]),
-        path=str(result.get("path", "")),
-        status=str(result.get("status", "")),
-        outcome=outcome_of(result),
-        score=_num(result.get("score")),
-        threshold=_num(result.get("threshold")),
-        model_id=str(result.get("model_id", "")),
+        id=result.id,
+        name=result.relative_path or result.id,
+        path=result.path or "",
+        status=result.status,
+        outcome=result.state,
+        score=result.score,
+        threshold=result.threshold,
+        model_id=result.model_id or "",
         fields=tuple(sorted(fields, key=lambda f: f.rank)),
         has_thumbnail=(slide_dir / "thumbnail.png").is_file(),
         has_heatmap=(slide_dir / "heatmap.png").is_file(),
-        warnings=tuple(w for w in map(str, result.get("warnings") or []) if not _run_wide(w)),
-        error=str(result["error"]) if result.get("error") else None,
+        warnings=tuple(w for w in result.warnings if not _run_wide(w)),
+        error=result.error or None,
         mpp=_num(info.get("mpp")),
         target_mpp=_num(info.get("target_mpp")),
         patch_size=_int(info.get("patch_size")),
         backend=str(info["backend"]) if info.get("backend") else None,
-        cache=str(result["cache"]) if result.get("cache") else None,
-        cellularity=_int(result.get("cellularity")),
-        obscured=_num(result.get("obscured")),
-        reasons=tuple(map(str, result.get("reasons") or [])),
+        cache=result.cache or None,
+        cellularity=result.cellularity,
+        obscured=result.obscured,
+        reasons=result.reasons,
     )
 
 
@@ -170,10 +161,10 @@ def _run_wide(warning: str) -> bool:
     return warning.startswith(RUN_WIDE_PREFIX)
 
 
-def _notices(results: list[dict[str, Any]]) -> tuple[str, ...]:
+def _notices(results: list[SlideResult]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for r in results:
-        for w in map(str, r.get("warnings") or []):
+        for w in r.warnings:
             if _run_wide(w):
                 seen.setdefault(w[len(RUN_WIDE_PREFIX) :], None)
     return tuple(seen)
@@ -181,32 +172,25 @@ def _notices(results: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def _sort_key(s: SlideView) -> tuple[int, float, str]:
     order = {
-        "failed": 0,
+        FAILED: 0,
         Outcome.REVIEW: 1,
         Outcome.NOT_ASSESSABLE: 2,
         Outcome.NEGATIVE: 3,
-        "scored": 4,
+        SCORED: 4,
     }
     return (order[s.outcome], -(s.score if s.score is not None else -1.0), s.id)
 
 
 def load_results(root: str | Path) -> ResultsView:
-    """Read every ``slides/<id>/result.json`` under ``root``; ids that are not safe are skipped."""
+    """Read every slide's record under ``root`` (``cytoscreen.slide_result``); a record whose
+    id is not safe, or not its folder's name, is left out. Raises NotAResultsFolder, or
+    UnreadableResult naming a record that cannot be read."""
     root = Path(root)
-    slides_dir = root / "slides"
-    if not slides_dir.is_dir():
-        raise NotAResultsFolder("no slides/ folder here", slide=root)
     views, raw = [], []
-    for path in sorted(slides_dir.glob("*/result.json")):
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # being rewritten by a running screen, or damaged: left out
-        if not isinstance(result, dict) or not SAFE_ID.match(str(result.get("id", ""))):
+    for slide_dir, result in load_result_files(root):
+        if not SAFE_ID.match(result.id) or result.id != slide_dir.name:
             continue
-        if result["id"] != path.parent.name:
-            continue
-        views.append(slide_view(result, path.parent))
+        views.append(slide_view(result, slide_dir))
         raw.append(result)
     run: Any = {}
     with contextlib.suppress(OSError, ValueError):

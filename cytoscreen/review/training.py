@@ -19,6 +19,7 @@ from cytoscreen.errors import CytoscreenError
 from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.review.marks import Mark, open_store
 from cytoscreen.review.results import load_results
+from cytoscreen.slide_result import RESULT_NAME
 from cytoscreen.training.data import LabelledPatch
 
 LABEL_OF = {"abnormal": 1, "normal": 0, "artefact": 0}
@@ -68,7 +69,7 @@ def reviewed_patches(
 
     ``model_mpp`` and ``patch_px`` are the model's input (its card); ``model_id``, when given,
     keeps only marks made on that model's fields. Raises ``CytoscreenError`` naming the slide
-    when a marked slide cannot be read (move it back or fix its path in result.json).
+    when a marked slide cannot be read (move it back, or fix the ``path`` of its slide record).
     """
     root = Path(results)
     view = load_results(root)
@@ -84,7 +85,7 @@ def reviewed_patches(
         slide = view.slide(slide_id)
         if slide is None:
             raise CytoscreenError(
-                f"reviewed slide {slide_id} has no result.json",
+                f"reviewed slide {slide_id} has no {RESULT_NAME}",
                 slide=root / "slides" / slide_id,
                 hint="keep the results folder whole, or delete this slide's marks",
             )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cytoscreen.errors import BadManifest, CytoscreenError
+from cytoscreen.errors import BadManifest, CytoscreenError, NotAResultsFolder
 from cytoscreen.scoring.card import Metric, ModelCard
 from cytoscreen.scoring.checkpoint import WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from cytoscreen.scoring.engines import auc_key
@@ -100,7 +100,6 @@ def load_reviews(
     """Labelled patches from the review marks of each results folder, at the model's input
     (``cfg.mpp``, ``cfg.patch_px``). A folder with no marks (or only 'unsure') is an error."""
     from cytoscreen.review.marks import DB_NAME
-    from cytoscreen.review.results import NotAResultsFolder
     from cytoscreen.review.training import reviewed_patches
 
     out: list[LabelledPatch] = []

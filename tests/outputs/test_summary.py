@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
-from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv, summary_row
+from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv
+from cytoscreen.outputs.summary import summary_row as _summary_row
+from cytoscreen.slide_result import SlideResult
+
+
+def summary_row(result: dict[str, Any]) -> dict[str, str]:
+    """The row of the record read from ``result`` (a result.json's object)."""
+    return _summary_row(SlideResult.model_validate(result))
 
 
 def test_summary_row_carries_the_domain_shift_and_the_reasons() -> None:
@@ -32,7 +40,8 @@ def test_summary_csv_quotes_reasons_with_commas_and_sorts_worst_first() -> None:
         {"id": "neg", "status": "ok", "outcome": "negative", "score": 0.1, "reasons": ["a, b"]},
         {"id": "rev", "status": "ok", "outcome": "review", "score": 0.9, "reasons": ["c"]},
     ]
-    parsed = list(csv.DictReader(io.StringIO(summary_csv(rows))))
+    records = [SlideResult.model_validate(r) for r in rows]
+    parsed = list(csv.DictReader(io.StringIO(summary_csv(records))))
     assert [r["id"] for r in parsed] == ["rev", "neg"]
     assert parsed[1]["reasons"] == "a, b"
 

@@ -38,7 +38,7 @@ def test_slides_unlike_the_reference_are_never_negative(
         [slide_dir], tmp_path / "out", load_config(config_path), model_dir=model_dir,
         calibration_path=path,
     )  # fmt: skip
-    decided = [r for r in report.results if r.get("status") == "ok" and r.get("score") is not None]
+    decided = [r.to_json() for r in report.results if r.status == "ok" and r.score is not None]
     assert decided
     with (tmp_path / "out" / "summary.csv").open(newline="", encoding="utf-8") as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}

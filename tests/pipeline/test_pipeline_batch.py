@@ -20,6 +20,7 @@ from cytoscreen.batch import ChildCrashed, RunLock, find_slides, run_isolated, s
 from cytoscreen.batch.lock import LOCK_NAME, UNREADABLE_GRACE_S
 from cytoscreen.errors import CytoscreenError, RunLocked, UnreadableSlide
 from cytoscreen.outputs.summary import SUMMARY_COLUMNS, summary_csv
+from cytoscreen.slide_result import SlideResult
 
 
 def _touch(path: Path) -> Path:
@@ -157,7 +158,8 @@ def test_summary_csv_quotes_commas_quotes_and_newlines() -> None:
             "timings": {"total": 1.5},
         },
     ]
-    parsed = list(csv.DictReader(io.StringIO(summary_csv(rows))))
+    records = [SlideResult.model_validate(r) for r in rows]
+    parsed = list(csv.DictReader(io.StringIO(summary_csv(records))))
     assert tuple(parsed[0]) == SUMMARY_COLUMNS
     assert parsed[0]["path"] == nasty and parsed[0]["error"] == 'bad "file", really'
     assert parsed[1]["top_field"] == "1;2;3;4" and parsed[1]["score"] == "0.9"

@@ -97,11 +97,11 @@ def test_calibrate_from_a_screened_manifest(
     (warning,) = report.warnings  # said once for the run, recorded in run.json
     assert "calibrated on torch fp32 scores" in warning and "torch bf16" in warning
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["warnings"] == [warning]
-    decided = [r for r in report.results if r.get("outcome") and r["counts"]["n_patches"]]
+    decided = [r for r in report.results if r.outcome and r.counts and r.counts["n_patches"]]
     assert decided
     for r in decided:
         assert any("calibrated on torch fp32 scores" in w and "torch bf16" in w
-                   for w in r["warnings"]), r["warnings"]  # fmt: skip
+                   for w in r.warnings), r.warnings  # fmt: skip
     cli = runner.invoke(app, ["screen", str(manifest.parent / "slides"), "--out",
                               str(tmp_path / "bf16-cli"), "--config", str(bf16_config),
                               "--model", str(model_dir), "--calibration", str(target)])  # fmt: skip
@@ -109,7 +109,7 @@ def test_calibrate_from_a_screened_manifest(
     assert "warning:" in cli.output and "torch bf16" in cli.output
     same = screen([manifest.parent / "slides"], tmp_path / "fp32", cfg, model_dir=model_dir,
                   calibration_path=target)  # fmt: skip
-    assert not any("calibrated on" in w for r in same.results for w in r.get("warnings", []))
+    assert not any("calibrated on" in w for r in same.results for w in r.warnings)
     assert same.warnings == []
     # slides scored in different ways make no calibration
     first = sorted((out / "slides").glob("*/result.json"))[0]

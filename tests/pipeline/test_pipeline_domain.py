@@ -78,7 +78,7 @@ def screened(
 ) -> tuple[Path, dict[str, dict[str, Any]]]:
     out = tmp_path_factory.mktemp("results")
     report = screen([domain_slides], out, load_config(config_path), model_dir=domain_model)
-    assert report.n_failed == 0, [r.get("error") for r in report.results]
+    assert report.n_failed == 0, [r.error for r in report.results]
     return out, by_name(report.results)
 
 
@@ -137,7 +137,7 @@ def test_without_a_reference_the_check_is_skipped_with_a_note(
     report = screen(
         [domain_slides / "he.tif"], tmp_path / "out", load_config(config_path), model_dir=model_dir
     )
-    (r,) = report.results
+    (r,) = [x.to_json() for x in report.results]
     assert r["status"] == "ok" and not r["domain"]["checked"]
     assert r["domain"]["note"].startswith("skipped: no domain reference")
     assert any(w.startswith("domain check skipped") for w in r["warnings"])
@@ -152,7 +152,7 @@ def test_no_limit_records_the_shift_but_decides_without_it(
 ) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", triage={"max_domain_shift": None}))
     report = screen([domain_slides / "he.tif"], tmp_path / "out", cfg, model_dir=domain_model)
-    (r,) = report.results
+    (r,) = [x.to_json() for x in report.results]
     assert r["domain"]["checked"] and r["domain"]["limit"] is None
     assert r["domain"]["shift"] > load_config().triage.max_domain_shift  # still measured
     assert not r["domain"]["off_domain"] and not _domain_reasons(r)

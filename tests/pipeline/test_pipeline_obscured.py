@@ -52,7 +52,7 @@ def screened(
     out = tmp_path_factory.mktemp("results")
     cache = tmp_path_factory.mktemp("cache")
     report = screen([bloody_slides], out, strict_cfg, model_dir=model_dir, cache_dir=cache)
-    assert report.n_failed == 0, [r.get("error") for r in report.results]
+    assert report.n_failed == 0, [r.error for r in report.results]
     return out, cache, by_name(report.results)
 
 
@@ -110,7 +110,7 @@ def test_a_store_made_before_the_estimate_applies_no_rule(
         [bloody_slides / "bloody.tiff"], tmp_path / "out", strict_cfg, model_dir=model_dir,
         cache_dir=cache,
     )  # fmt: skip
-    r = report.results[0]
+    r = report.results[0].to_json()
     assert r["status"] == "ok" and r["obscured"] is None and r["obscured_parts"] is None
     assert not any(x.startswith(OBSCURED_REASON) for x in r["reasons"])
     assert any("obscured share not measured" in w for w in r["warnings"]), r["warnings"]

@@ -148,20 +148,20 @@ def test_rerun_skips_finished_and_retries_failed(
     cfg = load_config(config_path)
     report = screen([slide_dir], out, cfg, model_dir=model_dir)
     assert len(report.skipped) == 4
-    failed = [r for r in report.results if r["status"] == "failed"]
-    assert [Path(r["path"]).name for r in failed] == ["broken.svs"]
-    assert failed[0]["timings"]["total"] >= 0  # retried: a fresh result was written
+    failed = [r for r in report.results if r.status == "failed"]
+    assert [Path(str(r.path)).name for r in failed] == ["broken.svs"]
+    assert (failed[0].timings or {})["total"] >= 0  # retried: a fresh result was written
     # a config change that alters results invalidates them: all slides run again
     again = screen(
         [slide_dir], out, load_config(config_path, {"fields.max_fields": 2}), model_dir=model_dir
     )
     assert again.skipped == []
-    assert all(len(r["fields"]) <= 2 for r in again.results)
+    assert all(len(r.fields) <= 2 for r in again.results)
     # so does another inference precision: the scores would differ from the ones recorded
     changed = {"fields.max_fields": 2, "scoring.precision": "bf16"}
     bf16 = screen([slide_dir], out, load_config(config_path, changed), model_dir=model_dir)
     assert bf16.skipped == []
-    assert {r["scoring"]["precision"] for r in bf16.results if r["status"] == "ok"} == {"bf16"}
+    assert {(r.scoring or {})["precision"] for r in bf16.results if r.status == "ok"} == {"bf16"}
     # a rule the calibration was not made for is refused before any slide is touched
     with pytest.raises(BadCalibration, match="rule"):
         screen(
@@ -262,6 +262,6 @@ def test_the_model_is_loaded_once_per_batch(
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", counting)
     report = screen([slide_dir], tmp_path / "out", load_config(config_path), model_dir=model_dir)
-    scored = [r for r in report.results if r.get("status") == "ok" and r["counts"]["n_patches"]]
+    scored = [r for r in report.results if r.status == "ok" and r.counts and r.counts["n_patches"]]
     assert len(scored) >= 2  # several slides were scored ...
     assert loads == [model_dir]  # ... with one load of the checkpoint

@@ -38,5 +38,5 @@ def test_a_shifted_positive_slide_is_never_called_negative(
     cfg = load_config(overrides={"triage.min_cellularity": 100})
     report = screen([tmp_path / "shifted.tiff"], tmp_path / "out", cfg, calibration_path=SHIPPED)
     (result,) = report.results
-    assert result["status"] == "ok", result
-    assert result["outcome"] in ("review", "not_assessable"), result["reasons"]
+    assert result.status == "ok", result
+    assert result.outcome in ("review", "not_assessable"), result.reasons

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from cytoscreen.qa.collect import _note
+from typing import Any
+
+from cytoscreen.qa.collect import _note as _note_of
+from cytoscreen.slide_result import SlideResult
+
+
+def _note(result: dict[str, Any]) -> str:
+    return _note_of(SlideResult.model_validate({"id": "s", **result}))
 
 
 def test_why_a_slide_is_not_assessable_is_said_with_or_without_a_score() -> None:

@@ -81,9 +81,9 @@ def test_enospc_while_writing_results_fails_the_slide_naming_the_file(
     cfg = load_config(config_path)
     report = pipeline.screen([good_slide], tmp_path / "out", cfg, model_dir=model_dir)
     (r,) = report.results
-    assert r["status"] == "failed" and report.n_failed == 1
-    assert "No space left on device" in r["error"] and "fields.csv" in r["error"]
-    assert " -- " in r["error"]  # says what to do
+    assert r.status == "failed" and report.n_failed == 1
+    assert r.error and "No space left on device" in r.error and "fields.csv" in r.error
+    assert " -- " in r.error  # says what to do
     monkeypatch.setattr(pipeline, "write_text_atomic", real)
     report = pipeline.screen([good_slide], tmp_path / "out", cfg, model_dir=model_dir)
-    assert report.results[0]["status"] == "ok" and not report.skipped
+    assert report.results[0].status == "ok" and not report.skipped
