@@ -47,6 +47,12 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Local Dask wo
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
 ]
+# Defaults for a source checkout run from its root; the installed package holds none of these,
+# so each command names the flag to pass when they are absent.
+CHECKOUT_SPLITS = Path("data_manifests") / "cric_splits.json"
+CHECKOUT_TRAIN_CONFIG = Path("configs") / "train" / "default.yaml"
+CHECKOUT_CRIC = Path("..") / "shared" / "data" / "cric"
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in defaults).")
 ]
@@ -405,6 +411,102 @@ def calibrate(
     for w in cal.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     console.print(f"wrote {run.path}", highlight=False)
+
+
+@app.command("domain-reference")
+def domain_reference(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="domain.json to write (beside the model).")
+    ],
+    from_slides: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-slides",
+            help="In-domain slide or folder (a laboratory's own scans; repeat). Without it, "
+            "Pap slides are generated from the CRIC fields.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    slides: Annotated[int, typer.Option("--slides", help="Generated slides.")] = 24,
+    n_cells: Annotated[
+        int, typer.Option("--n-cells", help="Labelled cells per generated slide.")
+    ] = 1500,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated slides.")] = 8300,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split",
+            help="Fields to draw, train and/or val (repeat; default both: those the model "
+            "trained on and those its threshold was calibrated on).",
+        ),
+    ] = None,
+    splits: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits",
+            help="Split file by CRIC image (default data_manifests/cric_splits.json when run "
+            "from a source checkout; without one every field is drawn).",
+        ),
+    ] = None,
+    cells: Annotated[
+        Path | None,
+        typer.Option("--cells", help="CRIC folder with manifest.csv (default: full set or kit)."),
+    ] = None,
+    work: Annotated[
+        Path | None, typer.Option("--work", help="Keep the slides and caches here.")
+    ] = None,
+) -> None:
+    """Fit the domain reference (domain.json) the screen compares each slide with."""
+    from cytoscreen.domain_reference import (
+        GeneratedSet,
+        fit_domain_reference,
+        summary_lines,
+        write_reference,
+    )
+
+    parts = tuple(split or ("train", "val"))
+    for name in parts:
+        _choice(name, ("train", "val"), "--split")
+    if splits is None and CHECKOUT_SPLITS.is_file():
+        splits = CHECKOUT_SPLITS
+    cfg = _config(config)
+    if from_slides:
+        command = "cytoscreen domain-reference " + " ".join(
+            f"--from-slides {p}" for p in from_slides
+        )
+    else:
+        command = (
+            f"cytoscreen domain-reference --slides {slides} --n-cells {n_cells} --seed {seed} "
+            + " ".join(f"--split {s}" for s in parts)
+        )
+
+    def say(line: str) -> None:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        fitted = fit_domain_reference(
+            cfg,
+            from_slides=from_slides,
+            generated=GeneratedSet(
+                n_slides=slides,
+                n_cells=n_cells,
+                seed=seed,
+                splits=parts,
+                splits_file=splits,
+                cells=cells,
+            ),
+            work=work,
+            command=command,
+            log=say,
+        )
+        write_reference(fitted, out)
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    for line in summary_lines(fitted):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        f"wrote {out} from {len(fitted.profiles)} slides", highlight=False, soft_wrap=True
+    )
 
 
 @app.command("make-slides")

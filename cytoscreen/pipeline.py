@@ -81,7 +81,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_DIR = Path(cytoscreen.__file__).parent / "models" / "default"
 CALIBRATION_NAME = "calibration.json"
-# the domain reference beside a model (written by scripts/make_domain_reference.py)
+# the domain reference beside a model (written by `cytoscreen domain-reference`)
 DOMAIN_NAME = "domain.json"
 # Config sections that change a slide's result (not where caches live or how fast it runs).
 RESULT_SECTIONS = ("reader", "tiling", "foreground", "aggregation", "fields", "triage")
@@ -154,8 +154,8 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
         raise BadCheckpoint(
             f"the domain reference cannot be read ({exc})",
             slide=path,
-            hint="remake it with scripts/make_domain_reference.py, or remove it to screen "
-            "without the domain check (the results will say it was skipped)",
+            hint=f"remake it with `cytoscreen domain-reference --out {path}`, or remove it to "
+            "screen without the domain check (the results will say it was skipped)",
         ) from None
     mpp = (reference.source.get("tiling") or {}).get("target_mpp")
     card = model.card
@@ -166,7 +166,8 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
             f"the domain reference was profiled on patches at {mpp} um/px, but model "
             f"{card.model_id} reads {card.mpp} um/px",
             slide=path,
-            hint="remake it at the model's resolution with scripts/make_domain_reference.py",
+            hint=f"remake it with `cytoscreen domain-reference --out {path}` and a screen "
+            "config whose tiling.target_mpp is the model's",
         )
     return DomainChoice(path.resolve(), file_sha256(path), reference)
 
@@ -283,7 +284,7 @@ def domain_check(
     if domain is None:
         record["note"] = (
             f"skipped: no domain reference ({DOMAIN_NAME}) beside the model; "
-            "make one with scripts/make_domain_reference.py"
+            "make one with `cytoscreen domain-reference --out MODEL/domain.json`"
         )
         return Adequacy(), record
     profile = profile_cache(cache)

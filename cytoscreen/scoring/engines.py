@@ -6,9 +6,10 @@ all of these hold, and otherwise PyTorch with a note saying which one failed:
 - the device is the CPU (OpenVINO's CPU plugin is the one measured),
 - the ``openvino`` package is installed (it is optional: ``pip install 'cytoscreen[openvino]'``),
 - the model card records a validation AUC measured through OpenVINO at the precision to be run
-  (``validation["patch_auc_openvino_<precision>"]``, written by
-  ``scripts/bench_runtimes.py --record``) within ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on
-  the same patches (``validation["patch_auc_fp32"]``).
+  (``validation["patch_auc_openvino_<precision>"]``, written by ``cytoscreen train`` when
+  OpenVINO is installed, or by the benchmark ``scripts/bench_runtimes.py --record`` in a source
+  checkout) within ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on the same patches
+  (``validation["patch_auc_fp32"]``).
 
 ``Engine`` is what the Scorer asks of either engine (``torch_engine.TorchEngine``,
 ``openvino_engine.OpenVinoEngine``); ``scoring.scorer.build_scorer`` builds the one chosen.
@@ -67,8 +68,8 @@ def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
     if measured is None or ref is None:
         missing = key if measured is None else FP32_KEY
         return (
-            f"the model card has no '{missing}' AUC (run scripts/bench_runtimes.py --record "
-            "to measure it)"
+            f"the model card has no '{missing}' AUC (`cytoscreen train` measures the OpenVINO fp32 "
+            "one when openvino is installed; --runtime torch scores without it)"
         )
     change = measured.value - ref.value
     if not math.isfinite(change) or abs(change) > MAX_AUC_CHANGE:

@@ -6,7 +6,7 @@ how much of the sample is stained, how dense its darkest stain is, how coloured 
 whether that colour lies on the haematoxylin-eosin plane, how much of it is green, the mix of
 stain hues, and the fine texture of stained areas. A *reference* holds the centre and spread
 of each statistic over slides known to be in the training domain (generated Pap slides; see
-``scripts/make_domain_reference.py``). The *shift* of a slide is its largest robust z-distance
+``cytoscreen domain-reference``). The *shift* of a slide is its largest robust z-distance
 from the reference, ``|value - centre| / max(spread, floor)``: each statistic has a floor on
 its spread, so a reference fitted to a few similar slides does not call every small difference
 a shift. The statistic that is furthest away names what was unlike (``DomainCheck.note``).

@@ -77,8 +77,8 @@ def choose_patches(
 
 
 def read_slide_manifest(manifest: str | Path) -> list[SlideRow]:
-    """Rows of a generated slide set's manifest.csv (``make_slide_set`` or
-    scripts/make_training_slides.py); paths are relative to the manifest's folder."""
+    """Rows of a generated slide set's manifest.csv (``make_slide_set``, i.e.
+    ``cytoscreen make-slides``); paths are relative to the manifest's folder."""
     manifest = Path(manifest)
     try:
         with manifest.open(newline="", encoding="utf-8") as fh:
@@ -88,14 +88,14 @@ def read_slide_manifest(manifest: str | Path) -> list[SlideRow]:
                 raise BadManifest(
                     f"missing columns {sorted(missing)}",
                     slide=manifest,
-                    hint="use a manifest.csv written by scripts/make_training_slides.py",
+                    hint="use a manifest.csv written by `cytoscreen make-slides --out FOLDER`",
                 )
             rows = list(reader)
     except FileNotFoundError:
         raise BadManifest(
             "slide manifest not found",
             slide=manifest,
-            hint="generate slides with scripts/make_training_slides.py --out <folder>",
+            hint="generate slides with `cytoscreen make-slides --out FOLDER`",
         ) from None
     root = manifest.parent
     out = [SlideRow(r["slide_id"], root / r["path"], root / r["ground_truth"]) for r in rows]

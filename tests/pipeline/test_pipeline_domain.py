@@ -171,7 +171,7 @@ def test_an_unreadable_reference_stops_the_run_before_tiling(
             load_config(config_path),
             model_dir=broken,
         )
-    assert "make_domain_reference.py" in str(err.value)
+    assert "cytoscreen domain-reference" in str(err.value)
     assert not (tmp_path / "out" / "slides").exists()
 
 
@@ -187,5 +187,5 @@ def test_a_reference_profiled_at_another_resolution_stops_the_run(
     with pytest.raises(BadCheckpoint, match=f"{mpp * 2} um/px") as err:
         screen([domain_slides / "pap.tiff"], tmp_path / "out", load_config(config_path),
                model_dir=other)  # fmt: skip
-    assert "make_domain_reference.py" in str(err.value)
+    assert "cytoscreen domain-reference" in str(err.value)
     assert not (tmp_path / "out" / "slides").exists()
