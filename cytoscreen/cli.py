@@ -53,6 +53,15 @@ CHECKOUT_SPLITS = Path("data_manifests") / "cric_splits.json"
 CHECKOUT_TRAIN_CONFIG = Path("configs") / "train" / "default.yaml"
 CHECKOUT_CRIC = Path("..") / "shared" / "data" / "cric"
 
+
+def _cric_manifest() -> Path:
+    """The CRIC manifest by default: $CYTOSCREEN_CRIC_DIR's, else the source checkout's
+    (a missing one ends in the error that says to pass --manifest)."""
+    from cytoscreen.synth.kit import find_full_set
+
+    return (find_full_set() or CHECKOUT_CRIC) / "manifest.csv"
+
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in defaults).")
 ]
@@ -531,7 +540,11 @@ def make_slides(
     ] = None,
     cells: Annotated[
         Path | None,
-        typer.Option("--cells", help="CRIC folder with manifest.csv (default: ../shared or kit)."),
+        typer.Option(
+            "--cells",
+            help="CRIC folder with manifest.csv (default: $CYTOSCREEN_CRIC_DIR, "
+            "../shared/data/cric or the bundled kit).",
+        ),
     ] = None,
 ) -> None:
     """Generate a labelled set of synthetic slides (real CRIC fields) with a manifest CSV."""
@@ -559,9 +572,9 @@ def make_slides(
 @app.command("make-splits")
 def make_splits(
     out: Annotated[Path, typer.Option("--out", "-o", help="Split file to write (JSON).")],
-    cells: Annotated[Path, typer.Option("--cells", help="CRIC folder with manifest.csv.")] = Path(
-        "../shared/data/cric"
-    ),
+    cells: Annotated[
+        Path, typer.Option("--cells", help="CRIC folder with manifest.csv.")
+    ] = CHECKOUT_CRIC,
     seed: Annotated[int, typer.Option(help="First seed tried (the one used is recorded).")] = 0,
 ) -> None:
     """Split the CRIC fields by image into train/val/test, every class in every split."""
@@ -767,15 +780,28 @@ def evaluate(
     model: ModelOpt = None,
     manifest: Annotated[
         Path | None,
-        typer.Option("--manifest", help="CRIC manifest.csv (default shared/data/cric/)."),
+        typer.Option(
+            "--manifest",
+            help="CRIC manifest.csv (default: in $CYTOSCREEN_CRIC_DIR, or ../shared/data/cric/ "
+            "from a source checkout's root).",
+        ),
     ] = None,
     splits: Annotated[
         Path | None,
-        typer.Option("--splits", help="Split file by image (data_manifests/cric_splits.json)."),
+        typer.Option(
+            "--splits",
+            help="Split file by image (default data_manifests/cric_splits.json, from a source "
+            "checkout's root).",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Training YAML the model was trained with."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Training YAML the model was trained with (default "
+            "configs/train/default.yaml, from a source checkout's root).",
+        ),
     ] = None,
     calibration: Annotated[
         Path | None,
@@ -789,12 +815,10 @@ def evaluate(
 
     model_dir = model or DEFAULT_MODEL_DIR
     try:
-        cfg = run.resolve_config(config or run.DEFAULT_CONFIG)
+        cfg = run.resolve_config(config or CHECKOUT_TRAIN_CONFIG)
         cal = load_calibration(calibration or model_dir / "calibration.json")
         with err_console.status("building the test fields' cells and windows"):
-            kits, _ = run.split_kits(
-                manifest or run.DEFAULT_MANIFEST, splits or run.DEFAULT_SPLITS_PATH
-            )
+            kits, _ = run.split_kits(manifest or _cric_manifest(), splits or CHECKOUT_SPLITS)
             test = report.test_set(cfg, kits["test"], seed=cfg.seed)
         with err_console.status(f"scoring {len(test)} test patches"):
             rep = report.test_report(model_dir, test, cal.threshold, rule=cal.rule, seed=cfg.seed)
@@ -831,15 +855,28 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Folder for the weights, card and README.")],
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Training YAML (default configs/train/default.yaml)."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Training YAML (default configs/train/default.yaml, from a source checkout's "
+            "root).",
+        ),
     ] = None,
     manifest: Annotated[
         Path | None,
-        typer.Option("--manifest", help="CRIC manifest.csv (default shared/data/cric/)."),
+        typer.Option(
+            "--manifest",
+            help="CRIC manifest.csv (default: in $CYTOSCREEN_CRIC_DIR, or ../shared/data/cric/ "
+            "from a source checkout's root).",
+        ),
     ] = None,
     splits: Annotated[
         Path | None,
-        typer.Option("--splits", help="Cell split file (default data_manifests/cric_splits.json)."),
+        typer.Option(
+            "--splits",
+            help="Split file by image (default data_manifests/cric_splits.json, from a source "
+            "checkout's root).",
+        ),
     ] = None,
     reviews: Annotated[
         list[Path] | None,
@@ -849,6 +886,13 @@ def train(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
     backend: BackendOpt = "auto",
+    replace_bundled: Annotated[
+        bool,
+        typer.Option(
+            "--replace-bundled",
+            help="Allow --out to be the bundled model's folder (it is replaced).",
+        ),
+    ] = False,
 ) -> None:
     """Train a patch scorer on the CRIC cells, plus pathologist-reviewed fields."""
     from cytoscreen.training import run
@@ -860,15 +904,17 @@ def train(
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     try:
-        cfg = run.resolve_config(config or run.DEFAULT_CONFIG)
+        run.refuse_bundled(out, replace_bundled)
+        cfg = run.resolve_config(config or CHECKOUT_TRAIN_CONFIG)
         extra = run.load_reviews(reviews or [], cfg, backend=backend)
         if extra:
             say(run.reviews_summary(extra, cfg))
         outcome = run.train_model(
             cfg,
-            manifest or run.DEFAULT_MANIFEST,
-            splits or run.DEFAULT_SPLITS_PATH,
+            manifest or _cric_manifest(),
+            splits or CHECKOUT_SPLITS,
             out,
+            replace_bundled=replace_bundled,
             extra=extra,
             extra_sources=[f"reviews:{p.resolve().name}" for p in reviews or []],
             device=device,

@@ -49,9 +49,10 @@ from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.config import load_train_config
 from cytoscreen.training.evaluate import CELLS, slide_windows
 from cytoscreen.training.metrics import auc_with_ci
-from cytoscreen.training.run import DEFAULT_SPLITS_PATH, split_kits, validation_set
+from cytoscreen.training.run import split_kits, validation_set
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SPLITS_PATH = REPO / "data_manifests" / "cric_splits.json"
 Pixels = npt.NDArray[np.uint8]
 Predict = Callable[[Pixels], npt.NDArray[np.float32]]
 
@@ -76,7 +77,7 @@ class Data:
 
 def load_data(manifest: Path, n_calib: int, seed: int) -> Data:
     cfg = load_train_config(REPO / "configs/train/default.yaml")
-    kits, _ = split_kits(manifest, DEFAULT_SPLITS_PATH)
+    kits, _ = split_kits(manifest, DEFAULT_SPLITS_PATH, REPO)
     val = validation_set(cfg, kits["val"])
     train = VirtualSlides(
         kits["train"], n_negative=4, n_positive=4, mpp=cfg.mpp, patch_px=cfg.patch_px, seed=seed

@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 from cytoscreen.training.config import load_train_config
-from cytoscreen.training.run import DEFAULT_SPLITS_PATH, train_model
+from cytoscreen.training.run import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "cytoscreen/models/comparison.json"
+DEFAULT_SPLITS_PATH = REPO / "data_manifests" / "cric_splits.json"
 # name -> (timm architecture, start, learning rate, um/px, global pooling)
 CANDIDATES: dict[str, tuple[str, str, float, float, str]] = {
     "lite0_imagenet_050": ("efficientnet_lite0", "imagenet", 5e-4, 0.5, "avg"),
@@ -61,8 +62,9 @@ def run(name: str, epochs: int, epoch_size: int, manifest: Path, work: Path) -> 
     )
     t0 = time.perf_counter()
     outcome = train_model(
-        cfg, manifest, DEFAULT_SPLITS_PATH, work / name, device="cpu", progress=False, log=None
-    )
+        cfg, manifest, DEFAULT_SPLITS_PATH, work / name, root=REPO, device="cpu", progress=False,
+        log=None,
+    )  # fmt: skip
     v = outcome.card.validation
     f = outcome.figures
     return {

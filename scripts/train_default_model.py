@@ -23,14 +23,13 @@ import numpy as np
 from cytoscreen.errors import CytoscreenError
 from cytoscreen.scoring.checkpoint import CARD_NAME
 from cytoscreen.training.data import LabelledPatch
-from cytoscreen.training.run import (
-    DEFAULT_CONFIG,
-    DEFAULT_MANIFEST,
-    DEFAULT_SPLITS_PATH,
-    REPO,
-    summary_lines,
-    train_model,
-)
+from cytoscreen.training.run import summary_lines, train_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "train" / "default.yaml"
+DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "cric" / "manifest.csv"
+DEFAULT_SPLITS_PATH = REPO / "data_manifests" / "cric_splits.json"
+BUNDLED = REPO / "cytoscreen" / "models" / "default"
 
 
 def _extra(path: Path) -> list[LabelledPatch]:
@@ -47,7 +46,8 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--splits", type=Path, default=DEFAULT_SPLITS_PATH)
     ap.add_argument("--extra-npz", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=REPO / "cytoscreen/models/default")
+    # this script exists to remake the bundled model: its folder is the default
+    ap.add_argument("--out", type=Path, default=BUNDLED)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
@@ -57,6 +57,8 @@ def main() -> None:
             args.manifest,
             args.splits,
             args.out,
+            replace_bundled=args.out.resolve() == BUNDLED.resolve(),
+            root=REPO,
             extra=_extra(args.extra_npz) if args.extra_npz else (),
             hold_out_extra=False,  # the .npz patches are all training data
             extra_sources=[str(args.extra_npz)] if args.extra_npz else (),

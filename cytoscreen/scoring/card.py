@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,8 @@ from cytoscreen.fsutil import file_sha256
 from cytoscreen.types import Precision
 
 MemoryFormat = Literal["contiguous", "channels_last"]
+# the model shipped inside the package (package data, never a path outside the package)
+BUNDLED_MODEL_DIR = Path(str(resources.files("cytoscreen") / "models" / "default"))
 WEIGHTS_NAME = "weights.safetensors"
 CARD_NAME = "card.json"
 

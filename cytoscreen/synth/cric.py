@@ -295,7 +295,8 @@ def load_image_splits(path: str | Path) -> ImageSplits:
         raise BadManifest(
             "split file not found",
             slide=path,
-            hint="write it with `cytoscreen make-splits`",
+            hint="pass --splits with the split file by CRIC image, or write one with "
+            "`cytoscreen make-splits`",
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadManifest(f"unreadable split file: {exc!r}", slide=path) from None

@@ -1,8 +1,9 @@
 """The cell kit: real CRIC fields, cut into the pieces that slides are composed from.
 
-``load_cell_kit()`` prefers the full development set (``../shared/data/cric``, or the folder in
-``$CYTOSCREEN_CRIC_DIR``) and falls back to the small attributed kit bundled in
-``cytoscreen/data/cric_kit``. Either way the crops are pasted back into their fields
+``load_cell_kit()`` prefers the full development set (the folder in ``$CYTOSCREEN_CRIC_DIR``, or
+``../shared/data/cric`` beside the current directory, i.e. a source checkout run from its root)
+and falls back to the small attributed kit bundled in ``cytoscreen/data/cric_kit`` (package
+data). Either way the crops are pasted back into their fields
 (``fields.paste_field``) and cut into negative pieces (no abnormal nucleus in view) and one
 abnormal unit per abnormal cell (``fields``). ``CellKit.subset`` keeps the fields of one split.
 
@@ -16,6 +17,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ __all__ = [
     "severity",
 ]
 
-BUNDLED_KIT = Path(__file__).resolve().parent.parent / "data" / "cric_kit"
+BUNDLED_KIT = Path(str(resources.files("cytoscreen") / "data" / "cric_kit"))
 ENV_VAR = "CYTOSCREEN_CRIC_DIR"
 N_BLOOD = 12  # procedural red blood cells in the bank
 N_DEBRIS = 12  # procedural debris specks in the bank
@@ -207,14 +209,12 @@ def read_cell_kit(root: str | Path) -> CellKit:
 
 
 def find_full_set() -> Path | None:
-    """The full CRIC development set, if this machine has it."""
+    """The full CRIC development set, if this machine has it: the folder in
+    ``$CYTOSCREEN_CRIC_DIR``, else ``../shared/data/cric`` beside the current directory."""
     candidates = []
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
-    candidates += [
-        Path.cwd().parent / "shared" / "data" / "cric",
-        BUNDLED_KIT.parents[2].parent / "shared" / "data" / "cric",
-    ]
+    candidates.append(Path.cwd().parent / "shared" / "data" / "cric")
     for c in candidates:
         if (c / "manifest.csv").is_file():
             return c

@@ -38,7 +38,9 @@ class AugmentConfig(_Section):
 class SlideSource(_Section):
     """Patches the tiler cut from written generated slides (training.slide_patches)."""
 
-    manifests: list[str] = []  # manifest.csv of slide sets made from the CRIC train fields
+    # manifest.csv of slide sets made from the CRIC train fields (`cytoscreen make-slides`);
+    # relative paths here are taken against train_model's root (the current directory)
+    manifests: list[str] = []
     cache_dir: str = ".cytoscreen-cache/training-slides"  # their patch stores
     max_negative: int | None = Field(40, ge=0)  # NILM patches kept per slide (None: all)
     val_fraction: float = Field(0.2, ge=0, lt=1)  # share of slides held out for validation

@@ -1,6 +1,12 @@
 """A whole training run as one call: config, CRIC cells by their fixed split, extra labelled
 patches (pathologist reviews), training, fp32-vs-bf16 evaluation, checkpoint card, README and
 history. ``cytoscreen train`` and ``scripts/train_default_model.py`` are thin wrappers.
+
+Every input is an argument: the training config, the CRIC manifest, the split file and the
+output folder (never the bundled model's folder unless ``replace_bundled``). Relative paths in
+the config (``slides.manifests``, ``slides.cache_dir``) are taken against ``root`` (default:
+the current directory), and the card names the manifest and split file relative to ``root``
+when they lie beside it. The command line's defaults for a source checkout live in ``cli.py``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from cytoscreen.errors import BadManifest, CytoscreenError, NotAResultsFolder
-from cytoscreen.scoring.card import Metric, ModelCard
+from cytoscreen.scoring.card import BUNDLED_MODEL_DIR, Metric, ModelCard
 from cytoscreen.scoring.checkpoint import WEIGHTS_NAME, load_checkpoint, save_checkpoint
 from cytoscreen.scoring.engines import auc_key
 from cytoscreen.scoring.infer import Scorer
 from cytoscreen.synth.cric import ImageSplits, load_image_splits, read_cric
 from cytoscreen.synth.fields import load_fields
+from cytoscreen.synth.kit import ENV_VAR as CRIC_ENV
 from cytoscreen.synth.kit import CellKit
 from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.augment import train_pipeline
@@ -45,10 +52,6 @@ from cytoscreen.training.loop import train
 from cytoscreen.training.metrics import auc_with_ci, category_report, sens_spec
 from cytoscreen.training.slide_patches import load_slide_patches
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO / "configs" / "train" / "default.yaml"
-DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "cric" / "manifest.csv"
-DEFAULT_SPLITS_PATH = REPO / "data_manifests" / "cric_splits.json"
 MAX_MB = 25.0
 
 
@@ -66,13 +69,27 @@ class TrainOutcome:
     figures: dict[str, object] = field(default_factory=dict)  # as written to README.md
 
 
-def source_name(path: str | Path) -> str:
-    """A path for the card that names no machine's folders: relative to the repository when
-    it lies beside it (shared data), else just the file or folder name."""
+def source_name(path: str | Path, root: str | Path | None = None) -> str:
+    """A path for the card that names no machine's folders: relative to ``root`` (default the
+    current directory: a source checkout's root) when it lies beside it (shared data), else
+    just the file or folder name."""
     p = Path(path).resolve()
-    if p.is_relative_to(REPO.parent):
-        return os.path.relpath(p, REPO)
+    base = Path(root if root is not None else Path.cwd()).resolve()
+    if p.is_relative_to(base.parent):
+        return os.path.relpath(p, base)
     return p.name
+
+
+def refuse_bundled(out: str | Path, replace_bundled: bool = False) -> None:
+    """Stop before anything is read when ``out`` is the bundled model's folder and replacing
+    it was not asked for (``--replace-bundled``)."""
+    if not replace_bundled and Path(out).resolve() == BUNDLED_MODEL_DIR.resolve():
+        raise CytoscreenError(
+            "this is the bundled model's folder: training would overwrite the model every "
+            "screen uses by default",
+            slide=out,
+            hint="choose another --out, or pass --replace-bundled to replace the bundled model",
+        )
 
 
 def split_extra(
@@ -143,32 +160,38 @@ def resolve_config(cfg: str | Path | TrainConfig) -> TrainConfig:
         raise CytoscreenError(
             "training config not found",
             slide=cfg,
-            hint="pass --config with a YAML file such as configs/train/default.yaml",
+            hint="pass --config with a training YAML file (a source checkout has "
+            "configs/train/default.yaml)",
         )
     return load_train_config(cfg)
 
 
-def split_kits(manifest: Path, splits_path: Path) -> tuple[dict[str, CellKit], ImageSplits]:
+def split_kits(
+    manifest: Path, splits_path: Path, root: str | Path | None = None
+) -> tuple[dict[str, CellKit], ImageSplits]:
     """The CRIC fields of each split as a cell kit (train, val, test)."""
     crops = read_cric(manifest)
     splits = load_image_splits(splits_path)
     parts = splits.apply(crops, source=manifest)
     kits = {
-        name: CellKit.from_fields(load_fields(part), source=f"{source_name(manifest)} [{name}]")
+        name: CellKit.from_fields(
+            load_fields(part), source=f"{source_name(manifest, root)} [{name}]"
+        )
         for name, part in parts.items()
     }
     return kits, splits
 
 
 def _slide_examples(
-    cfg: TrainConfig, say: Callable[[str], None]
+    cfg: TrainConfig, say: Callable[[str], None], root: Path
 ) -> tuple[list[LabelledPatch], list[LabelledPatch]]:
-    """Patches of the configured generated slides, split by slide (group)."""
+    """Patches of the configured generated slides, split by slide (group); the config's
+    relative paths are taken against ``root``."""
     if not cfg.slides.manifests:
         return [], []
     patches = load_slide_patches(
-        [REPO / m for m in cfg.slides.manifests],
-        REPO / cfg.slides.cache_dir,
+        [root / m for m in cfg.slides.manifests],
+        root / cfg.slides.cache_dir,
         max_negative=cfg.slides.max_negative,
         seed=cfg.seed,
         mpp=cfg.mpp,
@@ -289,9 +312,11 @@ def record_openvino(out: Path, val: EvalSet, seed: int) -> tuple[Metric, float] 
 def train_model(
     cfg_path: str | Path | TrainConfig,
     manifest: str | Path,
-    splits_path: str | Path = DEFAULT_SPLITS_PATH,
-    out_dir: str | Path = REPO / "cytoscreen" / "models" / "default",
+    splits_path: str | Path,
+    out_dir: str | Path,
     *,
+    replace_bundled: bool = False,
+    root: str | Path | None = None,
     extra: Sequence[LabelledPatch] = (),
     hold_out_extra: bool = True,
     extra_sources: Sequence[str] = (),
@@ -310,18 +335,22 @@ def train_model(
     card: bf16 + channels_last when its val AUC is within ``BF16_TOLERANCE`` of fp32, else
     fp32. ``progress`` shows the bar; ``log`` gets one-line summaries (None: silent). Raises
     ``CytoscreenError`` naming the file at fault. The ``test`` fields are never touched here.
+    ``out_dir`` may be the bundled model's folder only with ``replace_bundled``. ``root``
+    (default: the current directory) is what the config's relative paths are taken against.
     """
+    refuse_bundled(out_dir, replace_bundled)
     cfg = resolve_config(cfg_path)
     manifest, splits_path, out = Path(manifest), Path(splits_path), Path(out_dir)
+    base = Path(root) if root is not None else Path.cwd()
     say = log or (lambda _msg: None)
     if not manifest.is_file():
         raise BadManifest(
             "CRIC manifest not found",
             slide=manifest,
-            hint="pass --manifest with the manifest.csv of the CRIC crops "
-            "(see shared/data/README.md)",
+            hint="pass --manifest with the manifest.csv of the CRIC crops, or set "
+            f"{CRIC_ENV} to their folder (see shared/data/README.md)",
         )
-    kits, _ = split_kits(manifest, splits_path)
+    kits, _ = split_kits(manifest, splits_path, base)
     for name in ("train", "val"):
         k = kits[name]
         say(f"{name}: {len(k.fields)} fields, {len(k)} labelled cells, {len(k.negative)} "
@@ -341,7 +370,7 @@ def train_model(
         extra_tr, extra_va = split_extra(extra, cfg.val_fraction, cfg.seed)
     else:
         extra_tr, extra_va = list(extra), []
-    slide_tr, slide_va = _slide_examples(cfg, say)
+    slide_tr, slide_va = _slide_examples(cfg, say, base)
     hard = hard_negatives(cfg, slides, say)
     train_ds = TrainPatches(
         slides,
@@ -359,8 +388,8 @@ def train_model(
             *([_extra_eval(slide_va, "written_slides")] if slide_va else []),
         ]
     )
-    # recorded relative to the repository, so the card names no machine's folders
-    sources = [source_name(manifest), source_name(splits_path), *extra_sources]
+    # recorded relative to the root (a source checkout), so the card names no machine's folders
+    sources = [source_name(manifest, base), source_name(splits_path, base), *extra_sources]
     sources.append(
         f"virtual slides of the train fields: {ctx.n_negative} negative + {ctx.n_positive} "
         f"positive, {ctx.n_cells} labelled cells each, {ctx.n_abnormal[0]}-{ctx.n_abnormal[1]}"

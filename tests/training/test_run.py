@@ -186,3 +186,36 @@ def test_bad_inputs_give_clear_errors(
         from cytoscreen.training.run import train_model
 
         train_model(tiny_cfg, missing, splits, tmp_path / "m2", log=None)
+
+
+def test_train_refuses_the_bundled_model_folder(
+    tmp_path: Path, cric: tuple[Path, Path], tiny_cfg: Path
+) -> None:
+    """`train` never overwrites the bundled model unless --replace-bundled is given: it stops
+    before reading anything (the missing manifest is never reached)."""
+    from cytoscreen.scoring.card import BUNDLED_MODEL_DIR
+    from cytoscreen.training.run import refuse_bundled, train_model
+
+    _, splits = cric
+    before = {p.name: p.stat().st_mtime_ns for p in BUNDLED_MODEL_DIR.iterdir()}
+    missing = tmp_path / "nowhere.csv"
+    args = ["--config", str(tiny_cfg), "--splits", str(splits), "--manifest", str(missing)]
+    _fails([*args, "--out", str(BUNDLED_MODEL_DIR)], "bundled model", "--replace-bundled")
+    _fails([*args, "--out", str(BUNDLED_MODEL_DIR / "." / "")], "bundled model's folder")
+    with pytest.raises(CytoscreenError, match="bundled model's folder"):
+        train_model(tiny_cfg, missing, splits, BUNDLED_MODEL_DIR, log=None)
+    # asked for explicitly, the refusal is lifted (here the missing manifest stops it next)
+    refuse_bundled(BUNDLED_MODEL_DIR, replace_bundled=True)
+    _fails([*args, "--out", str(BUNDLED_MODEL_DIR), "--replace-bundled"], "CRIC manifest not found")
+    assert {p.name: p.stat().st_mtime_ns for p in BUNDLED_MODEL_DIR.iterdir()} == before
+
+
+def test_train_model_takes_every_path_explicitly() -> None:
+    """No repository-relative defaults: manifest, split file and output folder are arguments."""
+    import inspect
+
+    from cytoscreen.training.run import train_model
+
+    params = inspect.signature(train_model).parameters
+    for name in ("cfg_path", "manifest", "splits_path", "out_dir"):
+        assert params[name].default is inspect.Parameter.empty, name
