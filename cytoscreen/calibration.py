@@ -141,7 +141,7 @@ def calibrate_from_results(
     if not used:
         raise BadCalibration(
             "no labelled slide of the manifest was screened into these results",
-            slide=results_dir,
+            subject=results_dir,
             hint=f"run `cytoscreen screen <slides> --out {results_dir} --scores-only` first",
         )
     models = {str(r.model_id) for r in chosen}
@@ -149,14 +149,14 @@ def calibrate_from_results(
     if len(models) != 1 or len(rules) > 1:
         raise BadCalibration(
             f"the screened slides mix models {sorted(models)} / rules {sorted(rules)}",
-            slide=results_dir,
+            subject=results_dir,
             hint="screen all calibration slides with one model and one aggregation rule",
         )
     how = {scoring_kind(r.scoring) for r in chosen}
     if len(how) > 1:
         raise BadCalibration(
             f"the screened slides were scored in different ways: {sorted(map(str, how))}",
-            slide=results_dir,
+            subject=results_dir,
             hint="screen all calibration slides with one scoring runtime and precision",
         )
     made = how.pop()
@@ -164,7 +164,7 @@ def calibrate_from_results(
     if rule.startswith("learned"):
         raise BadCalibration(
             "the learned rule needs its coefficients fitted; this command calibrates fixed rules",
-            slide=results_dir,
+            subject=results_dir,
             hint="fit it with cytoscreen.slide.fit_learned_rule, or screen with another rule",
         )
     digest = file_sha256(manifest)[:16]

@@ -82,7 +82,7 @@ def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
     if value not in choices:
         raise _fail(
             ConfigError(
-                f"unknown value {value!r}", slide=flag, hint=f"use one of: {', '.join(choices)}"
+                f"unknown value {value!r}", subject=flag, hint=f"use one of: {', '.join(choices)}"
             )
         )
 
@@ -269,7 +269,7 @@ def score(
         raise _fail(
             CytoscreenError(
                 "no patch store (*.zarr) found",
-                slide=", ".join(str(c) for c in caches),
+                subject=", ".join(str(c) for c in caches),
                 hint="make them first with `cytoscreen tile SLIDES --out CACHE`",
             )
         )
@@ -554,7 +554,7 @@ def make_slides(
     try:
         if split is not None and split not in SPLITS:
             raise ConfigError(
-                f"unknown split {split!r}", slide="--split", hint="use train, val or test"
+                f"unknown split {split!r}", subject="--split", hint="use train, val or test"
             )
         kit = load_cell_kit(cells)
         parts = load_image_splits(splits) if splits is not None else (0.6, 0.2, 0.2)
@@ -680,7 +680,7 @@ def qa(
             console.print(f"report: {cmp.html}", highlight=False)
             return
         if results is None:
-            raise CytoscreenError("give --results RESULTS (or --compare A B)", slide=manifest)
+            raise CytoscreenError("give --results RESULTS (or --compare A B)", subject=manifest)
         rep = run_qa(manifest, results, out, threshold=threshold)
     except (CytoscreenError, ValueError) as err:
         raise _fail(err) from None
@@ -838,7 +838,7 @@ def _train_device(device: str) -> None:
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise _fail(
             ConfigError(
-                f"unknown device {device!r}", slide="--device", hint="use auto, cpu or cuda[:N]"
+                f"unknown device {device!r}", subject="--device", hint="use auto, cpu or cuda[:N]"
             )
         )
     if device.startswith("cuda"):
@@ -847,7 +847,9 @@ def _train_device(device: str) -> None:
         try:
             resolve_device(device)
         except RuntimeError as err:
-            raise _fail(ConfigError(str(err), slide="--device", hint="use --device cpu")) from None
+            raise _fail(
+                ConfigError(str(err), subject="--device", hint="use --device cpu")
+            ) from None
 
 
 @app.command()

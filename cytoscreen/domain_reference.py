@@ -212,7 +212,7 @@ def fit_domain_reference(
     except ValueError as exc:
         raise CytoscreenError(
             str(exc),
-            slide=", ".join(map(str, from_slides)) if from_slides else "the generated slides",
+            subject=", ".join(map(str, from_slides)) if from_slides else "the generated slides",
             hint="give at least 3 stained in-domain slides with --from-slides, or more --slides",
         ) from None
     return FittedReference(reference, profiles, slides, left_out)
@@ -226,7 +226,7 @@ def write_reference(fitted: FittedReference, out: str | Path) -> Path:
     except OSError as exc:
         raise CytoscreenError(
             f"cannot create the output folder ({exc.strerror})",
-            slide=out.parent,
+            subject=out.parent,
             hint="choose another --out or fix the folder's permissions",
         ) from None
     write_json_atomic(out, fitted.reference.to_dict())

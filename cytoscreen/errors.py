@@ -1,4 +1,5 @@
-"""One error family. Every error names the slide (or file) it is about and says what to do."""
+"""One error family. Every error names what it is about (its *subject*: a slide, a file, a
+folder, a config key or a command-line flag) and says what to do."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from pathlib import Path
 
 
 class CytoscreenError(Exception):
-    """Base error: ``str(err)`` reads ``<subject>: <message> -- <hint>``."""
+    """Base error: ``str(err)`` reads ``<subject>: <message> -- <hint>``.
+
+    ``subject`` names what the error is about: a slide, a config file, a flag (``--device``),
+    a config key (``context.hard_pool``) or a model folder. ``slide=`` is accepted as an older
+    spelling of ``subject=`` (and ``err.slide`` reads it), for callers not yet updated.
+    """
 
     default_hint: str = ""
 
@@ -14,16 +20,25 @@ class CytoscreenError(Exception):
         self,
         message: str,
         *,
-        slide: str | Path | None = None,
+        subject: str | Path | None = None,
         hint: str | None = None,
+        slide: str | Path | None = None,
     ) -> None:
+        if subject is not None and slide is not None:
+            raise TypeError("give subject= or its older spelling slide=, not both")
+        about = subject if subject is not None else slide
         self.message = message
-        self.slide = str(slide) if slide is not None else None
+        self.subject = str(about) if about is not None else None
         self.hint = hint if hint is not None else self.default_hint
         super().__init__(str(self))
 
+    @property
+    def slide(self) -> str | None:
+        """The older name of ``subject``."""
+        return self.subject
+
     def __str__(self) -> str:
-        text = f"{self.slide}: {self.message}" if self.slide else self.message
+        text = f"{self.subject}: {self.message}" if self.subject else self.message
         if self.hint:
             text += f" -- {self.hint}"
         return text

@@ -31,7 +31,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise WriteFailed(f"cannot write this file ({exc.strerror or exc})", slide=target) from exc
+        raise WriteFailed(
+            f"cannot write this file ({exc.strerror or exc})", subject=target
+        ) from exc
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -74,7 +76,7 @@ def private_dir(path: str | Path) -> Path:
     if p.is_symlink():
         raise WriteFailed(
             "is a symbolic link; refusing to write through it",
-            slide=p,
+            subject=p,
             hint="remove the link, or give the real folder it points to",
         )
     if not p.exists():
@@ -85,8 +87,8 @@ def private_dir(path: str | Path) -> Path:
             pass
         except OSError as exc:
             raise WriteFailed(
-                f"cannot create this folder ({exc.strerror or exc})", slide=p
+                f"cannot create this folder ({exc.strerror or exc})", subject=p
             ) from exc
     if not p.is_dir() or p.is_symlink():
-        raise WriteFailed("is not a folder", slide=p, hint="give a folder path")
+        raise WriteFailed("is not a folder", subject=p, hint="give a folder path")
     return p

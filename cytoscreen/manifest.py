@@ -69,12 +69,12 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise BadManifest(f"cannot read the manifest ({exc})", slide=path) from None
+        raise BadManifest(f"cannot read the manifest ({exc})", subject=path) from None
     try:
         return raw.decode("utf-8-sig")  # strips a byte-order mark
     except UnicodeDecodeError as exc:
         raise BadManifest(
-            f"not UTF-8 text ({exc})", slide=path, hint="save the manifest as UTF-8 CSV"
+            f"not UTF-8 text ({exc})", subject=path, hint="save the manifest as UTF-8 CSV"
         ) from None
 
 
@@ -114,7 +114,7 @@ def read_manifest(
     if missing:
         raise BadManifest(
             f"missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})",
-            slide=path,
+            subject=path,
             hint="see data_manifests/README.md for the manifest format",
         )
     problems: list[str] = []
@@ -180,8 +180,8 @@ def read_manifest(
             f"{len(problems)} problem(s):\n  "
             + "\n  ".join(listed)
             + (f"\n  ... and {more} more" if more else ""),
-            slide=path,
+            subject=path,
         )
     if not rows:
-        raise BadManifest("no slide rows", slide=path, hint="add one row per labelled slide")
+        raise BadManifest("no slide rows", subject=path, hint="add one row per labelled slide")
     return Manifest(path=path.resolve(), root=root, rows=tuple(rows))

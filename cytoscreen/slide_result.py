@@ -121,7 +121,7 @@ def write_result(slide_dir: str | Path, result: SlideResult) -> Path:
 def _unreadable(path: Path, why: str) -> UnreadableResult:
     return UnreadableResult(
         f"not a slide result cytoscreen can read ({why})",
-        slide=path,
+        subject=path,
         hint=f"screen the slide again into this results folder (`cytoscreen screen SLIDES --out "
         f"{path.parent.parent.parent}`): a slide whose result cannot be read is screened again, "
         "finished ones are kept; or delete the slide's folder",
@@ -169,7 +169,7 @@ def load_result_files(results_dir: str | Path) -> list[tuple[Path, SlideResult]]
     if not folder.is_dir():
         raise NotAResultsFolder(
             f"no {SLIDES_DIR}/ folder here: not the output of `cytoscreen screen`",
-            slide=results_dir,
+            subject=results_dir,
         )
     found = []
     for path in sorted(folder.glob(f"*/{RESULT_NAME}")):

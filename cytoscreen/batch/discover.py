@@ -91,7 +91,7 @@ def find_slides(
     for item in inputs:
         p = Path(item)
         if not p.exists():
-            raise UnreadableSlide("no such file or folder", slide=p, hint="check the path")
+            raise UnreadableSlide("no such file or folder", subject=p, hint="check the path")
         if p.is_dir():
             for f in _walk(p):
                 r = f.resolve()

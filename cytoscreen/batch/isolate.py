@@ -64,7 +64,7 @@ def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             kwargs["progress"] = progress
         q.put(("ok", fn(*args, **kwargs)))
     except CytoscreenError as err:
-        q.put(("error", (type(err).__name__, err.message, err.slide, err.hint)))
+        q.put(("error", (type(err).__name__, err.message, err.subject, err.hint)))
     except BaseException as err:  # noqa: BLE001 - everything must reach the parent
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         q.put(("error", ("CytoscreenError", detail, None, _UNEXPECTED_HINT)))
@@ -75,7 +75,7 @@ def _rebuild(info: tuple[str, str, str | None, str | None], slide: str) -> Cytos
     cls = getattr(errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, CytoscreenError)):
         cls = CytoscreenError
-    return cls(message, slide=where or slide, hint=hint)
+    return cls(message, subject=where or slide, hint=hint)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -117,7 +117,7 @@ def run_isolated(
                     except queue_mod.Empty:
                         proc.join()
                         raise ChildCrashed(
-                            f"the worker process {_describe_exit(proc.exitcode)}", slide=slide
+                            f"the worker process {_describe_exit(proc.exitcode)}", subject=slide
                         ) from None
                 else:
                     continue

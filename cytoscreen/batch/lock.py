@@ -88,7 +88,7 @@ class RunLock:
         )
         return RunLocked(
             f"another cytoscreen screen run is using this results folder ({who})",
-            slide=self.path.parent,
+            subject=self.path.parent,
             hint=f"wait for it to finish or use another --out; if no such run exists any more, "
             f"delete {self.path}",
         )

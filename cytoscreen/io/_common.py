@@ -110,13 +110,13 @@ def resolve_mpp(
         try:
             value = check_mpp(override, what="the --mpp override")
         except (TypeError, ValueError) as exc:
-            raise InvalidMpp(str(exc), slide=path) from None
+            raise InvalidMpp(str(exc), subject=path) from None
         assert value is not None
         return value, value, "override"
     x, y = _as_float(slide_mpp_x), _as_float(slide_mpp_y)
     if x is None and y is None:
         raise MissingMpp(
-            "the slide does not record its resolution (micrometres per pixel)", slide=path
+            "the slide does not record its resolution (micrometres per pixel)", subject=path
         )
     x = x if x is not None else y
     y = y if y is not None else x
@@ -125,7 +125,7 @@ def resolve_mpp(
         if not _plausible(v):
             raise InvalidMpp(
                 f"the slide records an implausible resolution ({axis}: {v!r} um/px)",
-                slide=path,
+                subject=path,
                 hint="pass the true scan resolution with --mpp (micrometres per pixel, 0.05-20)",
             )
     return x, y, "slide"

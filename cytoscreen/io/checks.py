@@ -120,7 +120,7 @@ def vet_slide(path: Path, meta: SlideMeta) -> None:
     width, height = meta.dimensions
     size = size_problem(width, height, meta.mpp_x, meta.mpp_y)
     if size is not None:
-        raise UnreadableSlide(size, slide=path, hint=SIZE_HINT)
+        raise UnreadableSlide(size, subject=path, hint=SIZE_HINT)
     pixels = tiff_pixel_problem(path, meta.dimensions)
     if pixels is not None:
-        raise UnreadableSlide(pixels, slide=path, hint=FORMAT_HINT)
+        raise UnreadableSlide(pixels, subject=path, hint=FORMAT_HINT)

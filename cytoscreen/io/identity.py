@@ -53,13 +53,13 @@ def slide_key(path: str | Path, *, mpp_override: float | None = None) -> str:
     except OSError as exc:
         raise UnreadableSlide(
             f"cannot read the file to key its cache ({exc.strerror or exc})",
-            slide=p,
+            subject=p,
             hint="check the path and that the file is readable",
         ) from exc
     if mpp_override is not None:
         try:
             value = check_mpp(mpp_override, what="the --mpp override")
         except (TypeError, ValueError) as exc:
-            raise InvalidMpp(str(exc), slide=p) from None
+            raise InvalidMpp(str(exc), subject=p) from None
         digest.update(f"mpp={value!r}".encode())
     return digest.hexdigest()[:32]

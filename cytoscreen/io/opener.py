@@ -19,12 +19,12 @@ BackendChoice = BackendSetting  # the name this module has always used
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise UnreadableSlide(
-            "no such file", slide=path, hint="check the path (and the manifest, if one was used)"
+            "no such file", subject=path, hint="check the path (and the manifest, if one was used)"
         )
     if path.is_file() and path.stat().st_size == 0:
         raise UnreadableSlide(
             "the file is empty (0 bytes)",
-            slide=path,
+            subject=path,
             hint="the copy or download was probably interrupted; copy the slide again",
         )
 
@@ -71,7 +71,7 @@ def _open(p: Path, backend: BackendChoice, mpp: float | None) -> SlideReader:
             raise UnreadableSlide(
                 f"not a readable whole-slide image (OpenSlide: {first.message}; "
                 f"tiffslide: {second.message})",
-                slide=p,
+                subject=p,
             ) from second
     except MissingMpp as no_mpp:
         # tiffslide also reads OME-XML and other TIFF metadata that OpenSlide ignores

@@ -34,7 +34,7 @@ class OpenSlideReader(ReaderLifecycle):
         try:
             self._slide = openslide.OpenSlide(str(self.path))
         except (openslide.OpenSlideError, OSError, ValueError) as exc:
-            raise UnreadableSlide(f"OpenSlide cannot open it ({exc})", slide=self.path) from exc
+            raise UnreadableSlide(f"OpenSlide cannot open it ({exc})", subject=self.path) from exc
         try:
             self.meta = self._read_meta()
         except BaseException:
@@ -71,7 +71,7 @@ class OpenSlideReader(ReaderLifecycle):
         except openslide.OpenSlideError as exc:
             raise UnreadableSlide(
                 f"OpenSlide failed reading level {level} at {tuple(location)} ({exc})",
-                slide=self.path,
+                subject=self.path,
                 hint="the file may be truncated or damaged; try --backend tiffslide",
             ) from exc
         # openslide-python un-premultiplies OpenSlide's ARGB: the returned RGBA is straight alpha

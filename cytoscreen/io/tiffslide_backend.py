@@ -40,7 +40,7 @@ class TiffSlideReader(ReaderLifecycle):
             self._slide = tiffslide.TiffSlide(self.path)
         except Exception as exc:  # tifffile/zarr raise many types for non-slides
             raise UnreadableSlide(
-                f"tiffslide cannot open it ({type(exc).__name__}: {exc})", slide=self.path
+                f"tiffslide cannot open it ({type(exc).__name__}: {exc})", subject=self.path
             ) from exc
         self._fd: int | None = None
         try:
@@ -56,7 +56,7 @@ class TiffSlideReader(ReaderLifecycle):
             raise UnreadableSlide(
                 f"tiffslide cannot read its structure ({type(exc).__name__}: {exc}); the file "
                 "may be truncated or damaged",
-                slide=self.path,
+                subject=self.path,
             ) from exc
         except BaseException:
             self.close()
@@ -135,13 +135,13 @@ class TiffSlideReader(ReaderLifecycle):
         except Exception as exc:
             raise UnreadableSlide(
                 f"tiffslide failed reading level {level} at {(x, y)} ({exc})",
-                slide=self.path,
+                subject=self.path,
                 hint="the file may be truncated or damaged; try --backend openslide",
             ) from exc
         if arr.dtype != np.uint8:
             raise UnreadableSlide(
                 f"pixels are {arr.dtype}, not 8-bit colour",
-                slide=self.path,
+                subject=self.path,
                 hint="only 8-bit brightfield slides are supported",
             )
         rgb = to_rgb_on_white(arr, premultiplied=self._premultiplied)

@@ -52,7 +52,7 @@ def _abnormal_cells(truth: Path) -> list[tuple[float, float]]:
     if data is None or not isinstance(data.get("cells"), list):
         raise CytoscreenError(
             "unreadable cell truth (expected a JSON object with a 'cells' list)",
-            slide=truth,
+            subject=truth,
             hint="see data_manifests/README.md for the <slide>.cells.json format",
         )
     return [(float(c["x"]), float(c["y"])) for c in data["cells"] if c.get("abnormal")]
@@ -78,7 +78,7 @@ def _one_value(values: set[Any], what: str, results_dir: Path) -> Any:
     if len(values) > 1:
         raise BadCalibration(
             f"the results mix {what}s {sorted(str(v) for v in values)}",
-            slide=results_dir,
+            subject=results_dir,
             hint="QA one run at a time: screen the whole set with one model and calibration",
         )
     return values.pop() if values else None

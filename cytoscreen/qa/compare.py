@@ -77,7 +77,7 @@ def compare_runs(
     except ValueError as exc:
         raise CytoscreenError(
             f"cannot compare the runs: {exc}",
-            slide=m.path,
+            subject=m.path,
             hint="screen the same labelled slides (both classes) with both models",
         ) from None
     ev_a = evaluate(m, run_a, confidence=confidence, n_bootstrap=n_bootstrap)

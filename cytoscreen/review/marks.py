@@ -69,13 +69,13 @@ _COLS = ", ".join(COLUMNS)
 def check_mark(label: str, bethesda: str | None, reviewer: str, subject: str) -> None:
     """Raise ``BadMark`` naming ``subject`` (the slide) unless the mark is complete."""
     if label not in LABELS:
-        raise BadMark(f"unknown mark {label!r}", slide=subject)
+        raise BadMark(f"unknown mark {label!r}", subject=subject)
     if label == "abnormal" and bethesda not in BETHESDA_ABNORMAL:
-        raise BadMark(f"abnormal field without a Bethesda category ({bethesda!r})", slide=subject)
+        raise BadMark(f"abnormal field without a Bethesda category ({bethesda!r})", subject=subject)
     if label != "abnormal" and bethesda:
-        raise BadMark(f"a Bethesda category goes with abnormal only, not {label}", slide=subject)
+        raise BadMark(f"a Bethesda category goes with abnormal only, not {label}", subject=subject)
     if not reviewer.strip():
-        raise BadMark("no reviewer name", slide=subject, hint="start with --reviewer NAME")
+        raise BadMark("no reviewer name", subject=subject, hint="start with --reviewer NAME")
 
 
 def now_iso() -> str:
@@ -94,7 +94,7 @@ class MarkStore:
         except sqlite3.Error as exc:
             raise CytoscreenError(
                 f"cannot open the review database ({exc})",
-                slide=self.path,
+                subject=self.path,
                 hint="check that the results folder is writable and not on a read-only share",
             ) from exc
 

@@ -354,7 +354,7 @@ def make_server(
     if not reviewer.strip():
         from cytoscreen.review.marks import BadMark
 
-        raise BadMark("no reviewer name", slide=root, hint="pass --reviewer NAME")
+        raise BadMark("no reviewer name", subject=root, hint="pass --reviewer NAME")
     app = ReviewApp(root, reviewer.strip(), open_store(root), backend)
     try:
         return ReviewServer(app, host, port, verbose)
@@ -362,6 +362,6 @@ def make_server(
         app.close()
         raise CytoscreenError(
             f"cannot listen on {host}:{port} ({exc})",
-            slide=root,
+            subject=root,
             hint="choose another --port (0 picks a free one)",
         ) from exc

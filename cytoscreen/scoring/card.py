@@ -120,9 +120,9 @@ def read_card(model_dir: str | Path) -> ModelCard:
     try:
         return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BadCheckpoint(f"no {CARD_NAME} in the model directory", slide=model_dir) from None
+        raise BadCheckpoint(f"no {CARD_NAME} in the model directory", subject=model_dir) from None
     except ValidationError as exc:
-        raise BadCheckpoint(f"{CARD_NAME} is not a valid model card: {exc}", slide=path) from None
+        raise BadCheckpoint(f"{CARD_NAME} is not a valid model card: {exc}", subject=path) from None
 
 
 def checked_weights(model_dir: str | Path, card: ModelCard, *, verify_hash: bool = True) -> Path:
@@ -130,7 +130,7 @@ def checked_weights(model_dir: str | Path, card: ModelCard, *, verify_hash: bool
     differs from the card's."""
     weights = Path(model_dir) / WEIGHTS_NAME
     if not weights.is_file():
-        raise BadCheckpoint(f"no {WEIGHTS_NAME} in the model directory", slide=model_dir)
+        raise BadCheckpoint(f"no {WEIGHTS_NAME} in the model directory", subject=model_dir)
     if verify_hash and card.weights_sha256 and file_sha256(weights) != card.weights_sha256:
-        raise BadCheckpoint("weights file does not match the sha256 in its card", slide=weights)
+        raise BadCheckpoint("weights file does not match the sha256 in its card", subject=weights)
     return weights

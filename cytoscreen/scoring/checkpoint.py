@@ -78,7 +78,7 @@ def load_state_checked(
     diff = diff_state(model, state)
     if diff:
         raise BadCheckpoint(
-            f"weights do not fit {type(model).__name__}: {diff.describe()}", slide=source
+            f"weights do not fit {type(model).__name__}: {diff.describe()}", subject=source
         )
     model.load_state_dict(dict(state), strict=True)
 
@@ -119,11 +119,11 @@ def load_checkpoint(
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise BadCheckpoint(f"cannot read safetensors weights: {exc}", slide=weights) from None
+        raise BadCheckpoint(f"cannot read safetensors weights: {exc}", subject=weights) from None
     diff = diff_state(model, state)
     if wanted or diff:
         detail = "; ".join(wanted + ([diff.describe()] if diff else []))
-        raise BadCheckpoint(f"checkpoint does not match: {detail}", slide=model_dir)
+        raise BadCheckpoint(f"checkpoint does not match: {detail}", subject=model_dir)
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, card

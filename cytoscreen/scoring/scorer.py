@@ -181,7 +181,7 @@ def build_scorer(
     except (ValueError, RuntimeError, ImportError) as exc:
         raise ConfigError(
             f"cannot score with model {card.model_id}: {exc}",
-            slide=path,
+            subject=path,
             hint="check scoring.device, scoring.precision and scoring.runtime in the config",
         ) from None
 

@@ -148,13 +148,13 @@ def load_calibration(path: str | Path) -> Calibration:
     try:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BadCalibration("calibration file not found", slide=source) from None
+        raise BadCalibration("calibration file not found", subject=source) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadCalibration(f"cannot read the calibration file ({exc})", slide=source) from None
+        raise BadCalibration(f"cannot read the calibration file ({exc})", subject=source) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadCalibration(f"not valid JSON ({exc})", slide=source) from None
+        raise BadCalibration(f"not valid JSON ({exc})", subject=source) from None
     try:
         return Calibration.model_validate(data)
     except ValidationError as exc:
@@ -163,4 +163,4 @@ def load_calibration(path: str | Path) -> Calibration:
             + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
             for e in exc.errors()
         )
-        raise BadCalibration(f"invalid calibration record: {problems}", slide=source) from None
+        raise BadCalibration(f"invalid calibration record: {problems}", subject=source) from None

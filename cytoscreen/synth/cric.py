@@ -94,15 +94,15 @@ def read_cric(manifest: str | Path, *, check_files: bool = True) -> list[CricCro
     except FileNotFoundError:
         raise BadManifest(
             "CRIC manifest not found",
-            slide=manifest,
+            subject=manifest,
             hint="pass the manifest.csv of the CRIC crops (see shared/data/README.md)",
         ) from None
     except OSError as exc:
-        raise BadManifest(f"cannot read the CRIC manifest: {exc}", slide=manifest) from None
+        raise BadManifest(f"cannot read the CRIC manifest: {exc}", subject=manifest) from None
     if missing:
         raise BadManifest(
             f"missing columns {missing}",
-            slide=manifest,
+            subject=manifest,
             hint=f"a CRIC manifest needs the columns {', '.join(CRIC_COLUMNS)}",
         )
     root = manifest.parent
@@ -150,9 +150,9 @@ def read_cric(manifest: str | Path, *, check_files: bool = True) -> list[CricCro
         problems.append(f"cric_cell_id {dup[0]} appears {ids[dup[0]]} times")
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise BadManifest("; ".join(problems[:10]) + more, slide=manifest)
+        raise BadManifest("; ".join(problems[:10]) + more, subject=manifest)
     if not crops:
-        raise BadManifest("the manifest lists no crops", slide=manifest)
+        raise BadManifest("the manifest lists no crops", subject=manifest)
     return crops
 
 
@@ -189,7 +189,7 @@ class ImageSplits:
         if unknown:
             raise BadManifest(
                 f"{len(unknown)} fields are in no split (e.g. image_id {unknown[0]})",
-                slide=source,
+                subject=source,
                 hint="the manifest changed since the split file was written: write a new one "
                 "with `cytoscreen make-splits`",
             )
@@ -284,7 +284,7 @@ def load_image_splits(path: str | Path) -> ImageSplits:
             raise BadManifest(
                 "this split file splits by cell, not by image: it predates the corrected CRIC "
                 "crops and is void",
-                slide=path,
+                subject=path,
                 hint="write a split by image with `cytoscreen make-splits`",
             )
         images = {s: frozenset(int(i) for i in doc["splits"][s]) for s in SPLITS}
@@ -294,14 +294,14 @@ def load_image_splits(path: str | Path) -> ImageSplits:
     except FileNotFoundError:
         raise BadManifest(
             "split file not found",
-            slide=path,
+            subject=path,
             hint="pass --splits with the split file by CRIC image, or write one with "
             "`cytoscreen make-splits`",
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadManifest(f"unreadable split file: {exc!r}", slide=path) from None
+        raise BadManifest(f"unreadable split file: {exc!r}", subject=path) from None
     seen: Counter[int] = Counter(i for s in SPLITS for i in images[s])
     shared = sorted(i for i, k in seen.items() if k > 1)
     if shared:
-        raise BadManifest(f"{len(shared)} fields are in two splits, e.g. {shared[0]}", slide=path)
+        raise BadManifest(f"{len(shared)} fields are in two splits, e.g. {shared[0]}", subject=path)
     return ImageSplits(seed, fractions, images)

@@ -51,7 +51,7 @@ def open_cache(path: str | Path) -> PatchStore:
     try:
         store = PatchStore.open(path)
     except CacheMismatch as exc:
-        raise CacheMismatch(f"not a cytoscreen patch cache ({exc.message})", slide=path) from None
+        raise CacheMismatch(f"not a cytoscreen patch cache ({exc.message})", subject=path) from None
     return store.check()
 
 
@@ -257,7 +257,9 @@ def tile_slide(
     out = store_path(cache_dir if cache_dir is not None else cfg.cache.dir, key)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_symlink():
-        raise CacheMismatch("the patch store is a symbolic link; refusing to follow it", slide=out)
+        raise CacheMismatch(
+            "the patch store is a symbolic link; refusing to follow it", subject=out
+        )
     if _matches(out, key, config_hash):
         store = PatchStore.open(out)
         record = store.complete_record()

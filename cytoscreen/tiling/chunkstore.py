@@ -120,7 +120,7 @@ class DirectChunks:
             with contextlib.suppress(OSError):  # nothing to remove, or the folder is gone
                 os.unlink(tmp)
             raise WriteFailed(
-                f"cannot write a patch-cache chunk ({exc.strerror or exc})", slide=target
+                f"cannot write a patch-cache chunk ({exc.strerror or exc})", subject=target
             ) from exc
 
 

@@ -171,7 +171,7 @@ def discard_store(path: Path) -> None:
     if not (path / "zarr.json").is_file():
         raise CacheMismatch(
             "the cache path exists but is not a Zarr patch store; refusing to overwrite it",
-            slide=path,
+            subject=path,
         )
     shutil.rmtree(path)
 
@@ -186,10 +186,10 @@ def _codec(name: str, level: int) -> Any:
 
 def _node_array(group: zarr.Group, name: str, where: Path) -> zarr.Array:
     if name not in group:
-        raise CacheMismatch(f"patch cache has no '{name}' array", slide=where)
+        raise CacheMismatch(f"patch cache has no '{name}' array", subject=where)
     node = group[name]
     if not isinstance(node, zarr.Array):
-        raise CacheMismatch(f"'{name}' is not a Zarr array", slide=where)
+        raise CacheMismatch(f"'{name}' is not a Zarr array", subject=where)
     return node
 
 
@@ -232,7 +232,7 @@ class ModelScores:
         if not self.has_stage(stage):
             raise CacheMismatch(
                 f"no '{stage}' scores of model {self.model_id} in this cache",
-                slide=self.store,
+                subject=self.store,
                 hint="score the cache with this model (cytoscreen score)",
             )
         return _node_array(self.group, stage, self.store)
@@ -285,9 +285,9 @@ class PatchStore:
         try:
             group = zarr.open_group(p, mode="r+" if writable else "r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            raise CacheMismatch("no Zarr patch cache here", slide=p) from None
+            raise CacheMismatch("no Zarr patch cache here", subject=p) from None
         except _ZARR_ERRORS as exc:
-            raise CacheMismatch(f"unreadable Zarr patch cache ({exc})", slide=p) from exc
+            raise CacheMismatch(f"unreadable Zarr patch cache ({exc})", subject=p) from exc
         return cls(p, group, writable=writable)
 
     @classmethod
@@ -349,10 +349,10 @@ class PatchStore:
                 getattr(self, name)
         except CacheMismatch as exc:
             raise CacheMismatch(
-                f"not a cytoscreen patch cache ({exc.message})", slide=self.path
+                f"not a cytoscreen patch cache ({exc.message})", subject=self.path
             ) from None
         except (*_ZARR_ERRORS,) as exc:
-            raise CacheMismatch(f"not a cytoscreen patch cache ({exc})", slide=self.path) from exc
+            raise CacheMismatch(f"not a cytoscreen patch cache ({exc})", subject=self.path) from exc
         return self
 
     # ------------------------------------------------------------------ attributes
@@ -363,7 +363,7 @@ class PatchStore:
         try:
             return StoreAttrs.from_dict(self._group.attrs.get(_ATTR_KEY))
         except ValueError as exc:
-            raise CacheMismatch(str(exc), slide=self.path) from None
+            raise CacheMismatch(str(exc), subject=self.path) from None
 
     def patch_mpp(self) -> float | None:
         """The patches' resolution (um/px) as the store records it; None when it does not.
@@ -501,7 +501,7 @@ class PatchStore:
         if not self.has_complete_marker():
             raise CacheMismatch(
                 f"patch cache is incomplete (no {_COMPLETE} marker)",
-                slide=self.path,
+                subject=self.path,
                 hint="run the tiler on this slide again: it resumes where it stopped",
             )
 
@@ -514,7 +514,7 @@ class PatchStore:
             return None
         group = self._group[name]
         if not isinstance(group, zarr.Group):
-            raise CacheMismatch(f"'{name}' is not a Zarr group", slide=self.path)
+            raise CacheMismatch(f"'{name}' is not a Zarr group", subject=self.path)
         return ModelScores(self.path, model_id, group)
 
     def create_scores(
@@ -561,14 +561,14 @@ class PatchStore:
         if scores is None:
             raise CacheMismatch(
                 f"no scores of model {model_id} in this cache",
-                slide=self.path,
+                subject=self.path,
                 hint="score the cache with this model (cytoscreen score)",
             )
         array = scores.stage(stage)
         if complete_only and not scores.is_complete(stage):
             raise CacheMismatch(
                 f"the '{stage}' scores of model {model_id} are incomplete",
-                slide=self.path,
+                subject=self.path,
                 hint="score the cache again: scoring resumes where it stopped",
             )
         return np.asarray(array[:], dtype=np.float32)

@@ -102,9 +102,9 @@ def load_train_config(path: str | Path | None = None, **overrides: object) -> Tr
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read training config: {exc}", slide=path) from None
+            raise ConfigError(f"cannot read training config: {exc}", subject=path) from None
         if not isinstance(loaded, dict):
-            raise ConfigError("training config must be a mapping", slide=path)
+            raise ConfigError("training config must be a mapping", subject=path)
         data = loaded
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -113,6 +113,6 @@ def load_train_config(path: str | Path | None = None, **overrides: object) -> Tr
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(
             "invalid training config:\n" + "\n".join(lines),
-            slide=path or "defaults",
+            subject=path or "defaults",
             hint="see configs/train/default.yaml for the valid keys",
         ) from None

@@ -118,7 +118,7 @@ class TrainPatches(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         for e in self.extra:
             if e.image.shape != (px, px, 3):
                 raise BadManifest(
-                    f"patch is {e.image.shape}, expected ({px}, {px}, 3)", slide=e.group
+                    f"patch is {e.image.shape}, expected ({px}, {px}, 3)", subject=e.group
                 )
 
     def __len__(self) -> int:

@@ -87,7 +87,7 @@ def refuse_bundled(out: str | Path, replace_bundled: bool = False) -> None:
         raise CytoscreenError(
             "this is the bundled model's folder: training would overwrite the model every "
             "screen uses by default",
-            slide=out,
+            subject=out,
             hint="choose another --out, or pass --replace-bundled to replace the bundled model",
         )
 
@@ -122,11 +122,11 @@ def load_reviews(
     out: list[LabelledPatch] = []
     for results in map(Path, results_dirs):
         if not (results / "slides").is_dir():
-            raise NotAResultsFolder("no slides/ folder here", slide=results)
+            raise NotAResultsFolder("no slides/ folder here", subject=results)
         if not (results / DB_NAME).is_file():
             raise CytoscreenError(
                 f"no reviews here ({DB_NAME} is missing)",
-                slide=results,
+                subject=results,
                 hint=f"mark fields first with `cytoscreen review {results}`, or drop --reviews",
             )
         patches = reviewed_patches(
@@ -135,7 +135,7 @@ def load_reviews(
         if not patches:
             raise CytoscreenError(
                 "no usable reviews here (no field marked abnormal, normal or artefact)",
-                slide=results,
+                subject=results,
                 hint=f"mark fields with `cytoscreen review {results}`, or drop --reviews",
             )
         out += patches
@@ -159,7 +159,7 @@ def resolve_config(cfg: str | Path | TrainConfig) -> TrainConfig:
     if not Path(cfg).is_file():
         raise CytoscreenError(
             "training config not found",
-            slide=cfg,
+            subject=cfg,
             hint="pass --config with a training YAML file (a source checkout has "
             "configs/train/default.yaml)",
         )
@@ -249,7 +249,7 @@ def hard_negatives(
     if cfg.init is None:
         raise CytoscreenError(
             "hard negatives need a starting model to find them",
-            slide="context.hard_pool",
+            subject="context.hard_pool",
             hint="set init: to a model folder, or hard_pool: 0",
         )
     rng = np.random.default_rng([cfg.seed, 404])
@@ -346,7 +346,7 @@ def train_model(
     if not manifest.is_file():
         raise BadManifest(
             "CRIC manifest not found",
-            slide=manifest,
+            subject=manifest,
             hint="pass --manifest with the manifest.csv of the CRIC crops, or set "
             f"{CRIC_ENV} to their folder (see shared/data/README.md)",
         )
@@ -408,7 +408,7 @@ def train_model(
     except OSError as exc:
         raise CytoscreenError(
             f"cannot create the output folder ({exc.strerror})",
-            slide=out,
+            subject=out,
             hint="choose another --out or fix the folder's permissions",
         ) from None
     res = train(
@@ -494,7 +494,7 @@ def train_model(
     if max_mb is not None and size_mb > max_mb:
         raise CytoscreenError(
             f"weights are {size_mb:.1f} MB, over {max_mb} MB",
-            slide=out / WEIGHTS_NAME,
+            subject=out / WEIGHTS_NAME,
             hint="choose a smaller arch in the training config",
         )
     return TrainOutcome(

@@ -87,14 +87,14 @@ def read_slide_manifest(manifest: str | Path) -> list[SlideRow]:
             if missing:
                 raise BadManifest(
                     f"missing columns {sorted(missing)}",
-                    slide=manifest,
+                    subject=manifest,
                     hint="use a manifest.csv written by `cytoscreen make-slides --out FOLDER`",
                 )
             rows = list(reader)
     except FileNotFoundError:
         raise BadManifest(
             "slide manifest not found",
-            slide=manifest,
+            subject=manifest,
             hint="generate slides with `cytoscreen make-slides --out FOLDER`",
         ) from None
     root = manifest.parent
@@ -102,7 +102,7 @@ def read_slide_manifest(manifest: str | Path) -> list[SlideRow]:
     lost = [str(r.path) for r in out if not r.path.is_file()]
     lost += [str(r.truth) for r in out if not r.truth.is_file()]
     if lost:
-        raise BadManifest(f"files listed but missing: {lost[:5]}", slide=manifest)
+        raise BadManifest(f"files listed but missing: {lost[:5]}", subject=manifest)
     return out
 
 
