@@ -4,7 +4,7 @@ Reads a manifest (``slide_id,path,label``; validated by :func:`cytoscreen.manife
 every row's problems reported together), matches its rows to the slide results of a
 ``cytoscreen screen`` run (:func:`cytoscreen.slide_result.match_manifest`: by resolved slide
 path, else by slide id, as ``qa`` does), and calibrates the aggregation rule those results
-used (the maths is :func:`cytoscreen.slide.calibrate`).
+used (the maths is :func:`cytoscreen.slide.threshold.calibrate`).
 """
 
 from __future__ import annotations

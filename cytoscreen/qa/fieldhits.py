@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cytoscreen.slide.calibrate import proportion
 from cytoscreen.slide.record import Proportion
+from cytoscreen.slide.threshold import proportion
 
 TOP_N = (1, 3, 5, 10)
 

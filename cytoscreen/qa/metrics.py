@@ -15,8 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import norm, rankdata
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from cytoscreen.slide.calibrate import choose_threshold, proportion
 from cytoscreen.slide.record import Proportion
+from cytoscreen.slide.threshold import choose_threshold, proportion
 from cytoscreen.stats import bootstrap_auc_interval
 
 TARGET_SENSITIVITIES = (0.95, 0.98, 0.99, 1.0)

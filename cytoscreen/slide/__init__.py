@@ -6,12 +6,6 @@ calibration.json in :mod:`cytoscreen.slide.record`.
 
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.aggregate import aggregate, noisy_or, rule_label, score_slide, scored_probs
-from cytoscreen.slide.calibrate import (
-    calibrate,
-    choose_threshold,
-    clopper_pearson,
-    positives_needed,
-)
 from cytoscreen.slide.decide import Adequacy, decide
 from cytoscreen.slide.fields import find_fields
 from cytoscreen.slide.learned import LearnedRule, fit_learned_rule, slide_features
@@ -22,6 +16,12 @@ from cytoscreen.slide.record import (
     save_calibration,
 )
 from cytoscreen.slide.settings import AggregationSettings, FieldSettings, TriageSettings
+from cytoscreen.slide.threshold import (
+    calibrate,
+    choose_threshold,
+    clopper_pearson,
+    positives_needed,
+)
 
 __all__ = [
     "Adequacy",
