@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -129,17 +129,50 @@ class Config(_Section):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+SCREEN_CONFIG = "screen config"
+
 # Sections whose values change the pixels in a patch cache; the cache key hashes only these.
 TILING_SECTIONS = ("reader", "tiling", "foreground")
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {key}: {msg}")
-    return f"invalid configuration in {source}:\n" + "\n".join(lines)
+def read_yaml_config(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in a YAML config file (``{}`` when empty): the one reader of both configs
+    (the screen config here, the training config in ``training.config``). Every problem is a
+    ``ConfigError`` whose subject is the file and whose message starts with ``what``."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found", subject=path, hint="check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot be read ({exc.strerror})", subject=path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {exc}", subject=path) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} must hold a mapping of keys", subject=path)
+    return loaded
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_config(
+    model: type[M], data: dict[str, Any], what: str, source: str | Path, hint: str
+) -> M:
+    """``model`` validated from ``data``; otherwise a ``ConfigError`` listing every bad key
+    (dotted, 'unknown key' for one not in the model), the same for both configs."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"]) or "<root>"
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            lines.append(f"  {key}: {msg}")
+        raise ConfigError(
+            f"invalid {what}:\n" + "\n".join(lines), subject=source, hint=hint
+        ) from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -156,27 +189,20 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML config (or the defaults), apply dotted-key overrides, validate."""
     data: dict[str, Any] = {}
-    source = "defaults"
+    source: str | Path = "defaults"
     if path is not None:
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {path}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        data = loaded
+        source = path
+        data = read_yaml_config(path, SCREEN_CONFIG)
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+    return validate_config(
+        Config,
+        data,
+        SCREEN_CONFIG,
+        source,
+        "see configs/default.yaml for the valid keys and values",
+    )
 
 
 def write_resolved(cfg: Config, out_dir: Path) -> Path:

@@ -90,3 +90,28 @@ def test_write_resolved_round_trips(tmp_path: Path) -> None:
     text = out.read_text()
     assert cfg.hash() in text
     assert load_config(out) == cfg
+
+
+def test_both_configs_report_yaml_errors_in_one_format(tmp_path: Path) -> None:
+    """The screen and training configs are read by one loader: the same messages, the file as
+    the error's subject, every bad key dotted with 'unknown key' for one not in the model."""
+    from cytoscreen.training.config import load_train_config
+
+    loaders = {"screen config": load_config, "training config": load_train_config}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tiling: [unclosed\n", encoding="utf-8")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n", encoding="utf-8")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("nonsense_key: 1\n", encoding="utf-8")
+    for what, load in loaders.items():
+        for path, says in (
+            (broken, f"{what} is not valid YAML"),
+            (listed, f"{what} must hold a mapping of keys"),
+            (tmp_path / "absent.yaml", f"{what} not found"),
+            (unknown, f"invalid {what}:\n  nonsense_key: unknown key"),
+        ):
+            with pytest.raises(ConfigError) as err:
+                load(path)
+            assert err.value.subject == str(path), (what, path)
+            assert str(err.value).startswith(f"{path}: {says}"), str(err.value)

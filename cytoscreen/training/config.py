@@ -1,14 +1,15 @@
-"""Training configuration (configs/train/*.yaml), validated; unknown keys are errors."""
+"""Training configuration (configs/train/*.yaml), validated; unknown keys are errors. Read
+and validated by the same functions as the screen config (``cytoscreen.config``), so both
+report a bad file in one format."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from cytoscreen.errors import ConfigError
+from cytoscreen.config import read_yaml_config, validate_config
 from cytoscreen.types import PrecisionSetting
 
 
@@ -96,23 +97,16 @@ class TrainConfig(_Section):
     mix: dict[str, float] | None = None
 
 
+TRAIN_CONFIG = "training config"
+
+
 def load_train_config(path: str | Path | None = None, **overrides: object) -> TrainConfig:
-    data: dict[str, object] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read training config: {exc}", subject=path) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError("training config must be a mapping", subject=path)
-        data = loaded
+    data: dict[str, Any] = read_yaml_config(path, TRAIN_CONFIG) if path is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(
-            "invalid training config:\n" + "\n".join(lines),
-            subject=path or "defaults",
-            hint="see configs/train/default.yaml for the valid keys",
-        ) from None
+    return validate_config(
+        TrainConfig,
+        data,
+        TRAIN_CONFIG,
+        path or "defaults",
+        "see configs/train/default.yaml for the valid keys",
+    )
