@@ -251,7 +251,7 @@ def score(
 ) -> None:
     """Score cached patches with a model; scores are written into each store beside the
     patches (resumable: a rerun scores only the chunks that are missing)."""
-    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.resolve import DEFAULT_MODEL_DIR
     from cytoscreen.scoring.infer import score_cache
     from cytoscreen.scoring.scorer import build_scorer
 
@@ -596,7 +596,7 @@ def demo(
 ) -> None:
     """Build six small demo slides and screen them with the bundled model."""
     from cytoscreen.demo import DEMO_SLIDES, build_demo_slides, demo_config
-    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.resolve import DEFAULT_MODEL_DIR
 
     slides_dir = out / "slides"
     with err_console.status(f"building {len(DEMO_SLIDES)} demo slides in {slides_dir}"):
@@ -809,7 +809,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Measure the model once on the held-out test fields and write the figures into its card."""
-    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.resolve import DEFAULT_MODEL_DIR
     from cytoscreen.slide import load_calibration
     from cytoscreen.training import report, run
 

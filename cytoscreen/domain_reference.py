@@ -29,7 +29,7 @@ from cytoscreen.batch import find_slides
 from cytoscreen.config import Config
 from cytoscreen.errors import CytoscreenError
 from cytoscreen.fsutil import write_json_atomic
-from cytoscreen.pipeline import profile_cache
+from cytoscreen.resolve import profile_cache
 from cytoscreen.slide.domain import (
     FEATURE_NAMES,
     DomainProfile,

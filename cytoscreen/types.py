@@ -137,3 +137,20 @@ class TriageDecision:
     threshold: float
     reasons: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelledPatch:
+    """A patch already at the model's resolution (RGB uint8, patch_px square) with its label:
+    what review marks (``review.training``) and written slides give ``training``."""
+
+    image: npt.NDArray[np.uint8]
+    label: int
+    group: str  # split unit: field / slide / review id
+    category: str = ""
+    source: str = "review"
+
+    @property
+    def kind(self) -> str:
+        """The source kind (the part of ``source`` before ':'), the key of ``mix``."""
+        return self.source.split(":", 1)[0]

@@ -376,7 +376,7 @@ def scaling_table(runs: list[tuple[ScreenRun, tuple[float, float]]]) -> str:
 
 WARM_SCORER = (
     "from cytoscreen.config import load_config\n"
-    "from cytoscreen.pipeline import resolve_model\n"
+    "from cytoscreen.resolve import resolve_model\n"
     "cfg = load_config()\n"
     "print(resolve_model(cfg).scorer(cfg).describe()['runtime_note'])\n"
 )

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from cytoscreen.config import Config, load_config
 from cytoscreen.demo import build_demo_slides
-from cytoscreen.pipeline import sample_patches
+from cytoscreen.resolve import sample_patches
 from cytoscreen.slide.domain import DomainReference, compare, profile_patches
 from cytoscreen.synth import SlideSpec, bundled_kit, generate_slide, load_cell_kit
 from cytoscreen.synth.cric import load_image_splits

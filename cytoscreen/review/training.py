@@ -20,7 +20,7 @@ from cytoscreen.io import open_slide, read_at_mpp
 from cytoscreen.review.marks import Mark, open_store
 from cytoscreen.review.results import load_results
 from cytoscreen.slide_result import RESULT_NAME
-from cytoscreen.training.data import LabelledPatch
+from cytoscreen.types import LabelledPatch
 
 LABEL_OF = {"abnormal": 1, "normal": 0, "artefact": 0}
 MAX_PATCHES_PER_FIELD = 16

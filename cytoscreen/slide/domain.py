@@ -12,7 +12,7 @@ its spread, so a reference fitted to a few similar slides does not call every sm
 a shift. The statistic that is furthest away names what was unlike (``DomainCheck.note``).
 
 Pure numpy: arrays in, values out. Reading patches from a cache and the reference file is the
-caller's work (:mod:`cytoscreen.pipeline`); ``DomainReference.from_dict``/``to_dict`` convert
+caller's work (:mod:`cytoscreen.resolve`); ``DomainReference.from_dict``/``to_dict`` convert
 the JSON record.
 """
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,24 +16,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from cytoscreen.errors import BadManifest
 from cytoscreen.synth.patches import VirtualSlides
+from cytoscreen.types import LabelledPatch as LabelledPatch  # re-exported
 
 CONTEXT = "context"  # source kind of virtual-slide windows
-
-
-@dataclass(frozen=True)
-class LabelledPatch:
-    """A patch already at the model's resolution (RGB uint8, patch_px square) with its label."""
-
-    image: npt.NDArray[np.uint8]
-    label: int
-    group: str  # split unit: field / slide / review id
-    category: str = ""
-    source: str = "review"
-
-    @property
-    def kind(self) -> str:
-        """The source kind (the part of ``source`` before ':'), the key of ``mix``."""
-        return self.source.split(":", 1)[0]
 
 
 def label_of(ex: LabelledPatch) -> int:

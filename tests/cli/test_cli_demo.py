@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import cytoscreen.demo as demo
 from cytoscreen.cli import app
 from cytoscreen.config import Config, load_config
-from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+from cytoscreen.resolve import DEFAULT_MODEL_DIR
 
 
 def _small_config(base: Config | None = None) -> tuple[Config, str]:

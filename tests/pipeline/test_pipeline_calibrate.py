@@ -13,7 +13,8 @@ from cytoscreen.calibration import calibrate_from_results
 from cytoscreen.cli import app
 from cytoscreen.config import load_config
 from cytoscreen.errors import BadCalibration
-from cytoscreen.pipeline import resolve_calibration, resolve_model, screen
+from cytoscreen.pipeline import screen
+from cytoscreen.resolve import resolve_calibration, resolve_model
 from cytoscreen.slide import load_calibration
 from cytoscreen.synth import bundled_kit, make_slide_set
 from cytoscreen.synth.patches import Conditions

@@ -16,7 +16,8 @@ import pytest
 from cytoscreen.config import load_config
 from cytoscreen.errors import BadCheckpoint
 from cytoscreen.io import open_slide
-from cytoscreen.pipeline import DEFAULT_MODEL_DIR, DOMAIN_NAME, screen
+from cytoscreen.pipeline import screen
+from cytoscreen.resolve import DEFAULT_MODEL_DIR, DOMAIN_NAME
 from cytoscreen.scoring.card import read_card
 from cytoscreen.synth.tiffwriter import write_array_tiff
 from tests.pipeline.results_by_name import by_name

@@ -209,9 +209,9 @@ def test_missing_model_and_calibration_say_what_to_pass(
     config_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import cytoscreen.pipeline as pipeline
+    import cytoscreen.resolve as resolve
 
-    monkeypatch.setattr(pipeline, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    monkeypatch.setattr(resolve, "DEFAULT_MODEL_DIR", tmp_path / "none")
     cfg = load_config(config_path)
     with pytest.raises(BadCheckpoint, match="--model"):
         screen([slide_dir], tmp_path / "out", cfg)

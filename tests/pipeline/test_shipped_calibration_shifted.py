@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cytoscreen.config import load_config
-from cytoscreen.pipeline import DEFAULT_MODEL_DIR, screen
+from cytoscreen.pipeline import screen
+from cytoscreen.resolve import DEFAULT_MODEL_DIR
 
 SHIPPED = DEFAULT_MODEL_DIR / "calibration.json"
 

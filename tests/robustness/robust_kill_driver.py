@@ -14,6 +14,7 @@ from typing import Any
 import robust_crash_helper
 
 import cytoscreen.pipeline as pipeline
+import cytoscreen.stages as stages
 from cytoscreen.config import load_config
 
 
@@ -35,7 +36,7 @@ def _slow_scoring(marks: Path) -> None:
 def main() -> None:
     mode, inputs, out, config, model = sys.argv[1:6]
     if mode == "tiling":
-        pipeline.tile_slide = robust_crash_helper.tile_slowly
+        stages.tile_slide = robust_crash_helper.tile_slowly
     elif mode == "scoring":
         _slow_scoring(Path(os.environ["ROBUST_MARKS"]))
     report = pipeline.screen([Path(inputs)], Path(out), load_config(config), model_dir=model)

@@ -116,9 +116,9 @@ def test_native_crash_in_the_reader_fails_only_that_slide(
     monkeypatch.syspath_prepend(str(HERE))  # so the tiling child can import the helper
     import robust_crash_helper
 
-    import cytoscreen.pipeline
+    import cytoscreen.stages
 
-    monkeypatch.setattr(cytoscreen.pipeline, "tile_slide", robust_crash_helper.tile_or_crash)
+    monkeypatch.setattr(cytoscreen.stages, "tile_slide", robust_crash_helper.tile_or_crash)
     root = tmp_path / "in"
     root.mkdir()
     shutil.copy(good_slide, root / f"{crash}.tiff")

@@ -68,22 +68,23 @@ def test_enospc_while_writing_results_fails_the_slide_naming_the_file(
 ) -> None:
     """Where no file system can be mounted: the write layer raises ENOSPC for the field table."""
     import cytoscreen.pipeline as pipeline
+    import cytoscreen.stages as stages
     from cytoscreen.config import load_config
 
-    real = pipeline.write_text_atomic
+    real = stages.write_text_atomic
 
     def full(path: str | Path, text: str) -> Path:
         if Path(path).name == "fields.csv":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, text)
 
-    monkeypatch.setattr(pipeline, "write_text_atomic", full)
+    monkeypatch.setattr(stages, "write_text_atomic", full)
     cfg = load_config(config_path)
     report = pipeline.screen([good_slide], tmp_path / "out", cfg, model_dir=model_dir)
     (r,) = report.results
     assert r.status == "failed" and report.n_failed == 1
     assert r.error and "No space left on device" in r.error and "fields.csv" in r.error
     assert " -- " in r.error  # says what to do
-    monkeypatch.setattr(pipeline, "write_text_atomic", real)
+    monkeypatch.setattr(stages, "write_text_atomic", real)
     report = pipeline.screen([good_slide], tmp_path / "out", cfg, model_dir=model_dir)
     assert report.results[0].status == "ok" and not report.skipped

@@ -17,7 +17,7 @@ import pytest
 
 from cytoscreen.config import Config
 from cytoscreen.io import open_slide
-from cytoscreen.pipeline import DEFAULT_MODEL_DIR, DOMAIN_NAME, sample_patches
+from cytoscreen.resolve import DEFAULT_MODEL_DIR, DOMAIN_NAME, sample_patches
 from cytoscreen.slide import TriageSettings
 from cytoscreen.slide.domain import (
     FEATURE_NAMES,

@@ -119,7 +119,7 @@ def test_read_slide_manifest_names_the_file(tmp_path: Path) -> None:
 
 
 def test_build_model_starts_from_a_model_folder() -> None:
-    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+    from cytoscreen.resolve import DEFAULT_MODEL_DIR
     from cytoscreen.scoring.checkpoint import load_checkpoint
     from cytoscreen.training.config import TrainConfig
     from cytoscreen.training.loop import build_model

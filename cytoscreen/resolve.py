@@ -1,0 +1,239 @@
+"""What a screen runs with, resolved once per batch before any slide is touched: the model
+(``resolve_model``), its calibration (``resolve_calibration``) and its domain reference
+(``resolve_domain``), each as a frozen choice with the provenance the results record; and the
+domain check's I/O (``domain_check``: a sample of one slide's cached patches profiled and
+compared with that reference; the maths is ``slide.domain``'s).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cytoscreen.config import Config
+from cytoscreen.errors import BadCalibration, BadCheckpoint, ConfigError
+from cytoscreen.fsutil import file_sha256
+from cytoscreen.scoring.card import BUNDLED_MODEL_DIR
+from cytoscreen.slide import Adequacy, Calibration, load_calibration, rule_label
+from cytoscreen.slide.domain import (
+    DomainProfile,
+    DomainReference,
+    compare,
+    profile_patches,
+    sample_indices,
+)
+from cytoscreen.tiling import PatchStore
+from cytoscreen.types import MPP_TOLERANCE
+
+if TYPE_CHECKING:
+    from cytoscreen.scoring.card import ModelCard
+    from cytoscreen.scoring.scorer import Scorer
+
+DEFAULT_MODEL_DIR = BUNDLED_MODEL_DIR  # the bundled model (package data)
+CALIBRATION_NAME = "calibration.json"
+# the domain reference beside a model (written by `cytoscreen domain-reference`)
+DOMAIN_NAME = "domain.json"
+
+
+# ---------------------------------------------------------------- model and calibration
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    dir: Path
+    card: ModelCard
+
+    def scorer(self, cfg: Config) -> Scorer:
+        """The batch's one scorer: the model on its device, in the precision the config asks
+        (a setting this machine cannot honour raises ConfigError naming it)."""
+        from cytoscreen.scoring.scorer import build_scorer
+
+        # the card was read and the weights checked by resolve_model
+        return build_scorer(self.dir, cfg.scoring, card=self.card)
+
+    @property
+    def model_id(self) -> str:
+        return self.card.model_id
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    path: Path
+    sha256: str
+    calibration: Calibration
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "threshold": self.calibration.threshold,
+            "rule": self.calibration.rule,
+            "target_sensitivity": self.calibration.target_sensitivity,
+            "scoring": self.calibration.scoring,
+        }
+
+
+@dataclass(frozen=True)
+class DomainChoice:
+    path: Path
+    sha256: str
+    reference: DomainReference
+
+    def record(self) -> dict[str, Any]:
+        return {"path": str(self.path), "sha256": self.sha256}
+
+
+def resolve_domain(model: ModelChoice) -> DomainChoice | None:
+    """The domain reference beside the model (``domain.json``), or None when there is none.
+
+    A reference that exists but cannot be read, or was profiled on patches at another
+    resolution than the model reads, stops the run: screening without the check it asks for
+    would be silent, and one made at another resolution would judge slides wrongly.
+    """
+    path = model.dir / DOMAIN_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        reference = DomainReference.from_dict(data)
+    except (OSError, ValueError) as exc:
+        raise BadCheckpoint(
+            f"the domain reference cannot be read ({exc})",
+            slide=path,
+            hint=f"remake it with `cytoscreen domain-reference --out {path}`, or remove it to "
+            "screen without the domain check (the results will say it was skipped)",
+        ) from None
+    mpp = (reference.source.get("tiling") or {}).get("target_mpp")
+    card = model.card
+    if mpp is not None and abs(float(mpp) - card.mpp) > MPP_TOLERANCE * card.mpp:
+        # texture, stain and dark shares change with the patch resolution: a reference profiled
+        # at another one flags (or passes) slides for the wrong reason
+        raise BadCheckpoint(
+            f"the domain reference was profiled on patches at {mpp} um/px, but model "
+            f"{card.model_id} reads {card.mpp} um/px",
+            slide=path,
+            hint=f"remake it with `cytoscreen domain-reference --out {path}` and a screen "
+            "config whose tiling.target_mpp is the model's",
+        )
+    return DomainChoice(path.resolve(), file_sha256(path), reference)
+
+
+def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
+    """The model to score with: ``model_dir``, else ``scoring.model``, else the bundled one.
+
+    Reads the card and checks the weights file against it, and checks that the tiling
+    configuration gives the patches the model was trained on (``screen`` then builds the
+    scorer before any tiling, so a broken checkpoint stops the run at once).
+    """
+    from cytoscreen.scoring.card import CARD_NAME, checked_weights, read_card
+
+    chosen = model_dir or cfg.scoring.model or DEFAULT_MODEL_DIR
+    if not (chosen / CARD_NAME).is_file():
+        raise BadCheckpoint(
+            "no model here (a model directory holds weights.safetensors and card.json)"
+            + (
+                "; the bundled default model is not installed"
+                if chosen == DEFAULT_MODEL_DIR
+                else ""
+            ),
+            slide=chosen,
+            hint="pass --model DIR with a model written by `cytoscreen train` "
+            "(or set scoring.model in the config)",
+        )
+    card = read_card(chosen)
+    checked_weights(chosen, card)
+    px = card.preprocessing.input_size[1]
+    off_mpp = abs(cfg.tiling.target_mpp - card.mpp) > MPP_TOLERANCE * card.mpp
+    if cfg.tiling.patch_size != px or off_mpp:
+        raise ConfigError(
+            f"model {card.model_id} reads {px} px patches at {card.mpp} um/px; the config tiles "
+            f"{cfg.tiling.patch_size} px at {cfg.tiling.target_mpp} um/px",
+            slide=chosen,
+            hint=f"set tiling.patch_size: {px} and tiling.target_mpp: {card.mpp} in the config",
+        )
+    return ModelChoice(chosen, card)
+
+
+def resolve_calibration(
+    cfg: Config, model: ModelChoice, calibration_path: Path | None = None
+) -> CalibrationChoice:
+    """``calibration_path``, else ``scoring.calibration``, else calibration.json beside the model.
+
+    Refuses a calibration made for another model or aggregation rule.
+    """
+    path = calibration_path or cfg.scoring.calibration or model.dir / CALIBRATION_NAME
+    if not path.is_file():
+        raise BadCalibration(
+            "no calibration file",
+            slide=path,
+            hint="pass --calibration calibration.json (made by `cytoscreen calibrate` for this "
+            "model), or --scores-only to screen without decisions",
+        )
+    cal = load_calibration(path)
+    rule = rule_label(cfg.aggregation)
+    if cal.model_id != model.model_id:
+        raise BadCalibration(
+            f"made for model {cal.model_id}, but the screen uses {model.model_id}", slide=path
+        )
+    if cal.rule != rule:
+        raise BadCalibration(
+            f"made for the aggregation rule {cal.rule}, the config says {rule}",
+            slide=path,
+            hint="set the aggregation section to the calibration's rule or recalibrate",
+        )
+    return CalibrationChoice(path.resolve(), file_sha256(path), cal)
+
+
+# ---------------------------------------------------------------- the domain check's I/O
+
+
+def sample_patches(cache: PatchStore) -> npt.NDArray[np.uint8] | None:
+    """The cached patches the domain check profiles (see ``sample_indices``); None if none."""
+    idx = sample_indices(cache.valid, cache.foreground, cache.chunk_patches)
+    if idx.size == 0:
+        return None
+    return np.asarray(cache.images.get_orthogonal_selection((idx,)), dtype=np.uint8)
+
+
+def profile_cache(cache: PatchStore) -> DomainProfile | None:
+    """The domain profile of a sample of the slide's cached patches; None without patches."""
+    patches = sample_patches(cache)
+    return None if patches is None else profile_patches(patches)
+
+
+def domain_check(
+    cache: PatchStore, domain: DomainChoice | None, limit: float | None
+) -> tuple[Adequacy, dict[str, Any]]:
+    """The slide's domain shift (what ``decide`` needs) and its record (``SlideResult.domain``)."""
+    record: dict[str, Any] = {
+        "checked": False,
+        "reference": domain.record() if domain else None,
+        "limit": limit,
+        "shift": None,
+        "measured": None,
+        "off_domain": False,
+        "note": "",
+        "z": {},
+        "profile": None,
+    }
+    if domain is None:
+        record["note"] = (
+            f"skipped: no domain reference ({DOMAIN_NAME}) beside the model; "
+            "make one with `cytoscreen domain-reference --out MODEL/domain.json`"
+        )
+        return Adequacy(), record
+    profile = profile_cache(cache)
+    if profile is None:
+        record["note"] = "skipped: no foreground patch to profile"
+        return Adequacy(), record
+    check = compare(profile, domain.reference, limit)
+    off = check.off_domain(limit)
+    record.update(check.to_dict(), checked=True, off_domain=off, profile=profile.to_dict())
+    return Adequacy(off_domain=off, domain_shift=check.shift, domain_note=check.note), record
