@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cytoscreen.slide_result import load_results
+
 REPO = Path(__file__).resolve().parents[1]
 MPP = 0.25
 TARGET_MPP = 0.5
@@ -140,10 +142,10 @@ def run_screen(slide: Path, size: int, work: Path) -> ScreenRun:
     m = run_measured([str(exe), "screen", str(slide), "--out", str(out), "--cache", str(cache)])
     if m.returncode != 0:
         raise SystemExit(f"cytoscreen screen failed on {slide}:\n{m.stdout[-3000:]}")
-    (result_path,) = (out / "slides").glob("*/result.json")
-    result = json.loads(result_path.read_text())
-    if result.get("status") != "ok":
-        raise SystemExit(f"cytoscreen screen did not finish {slide}: {result.get('error')}")
+    (record,) = load_results(out)
+    result = record.to_json()
+    if record.failed:
+        raise SystemExit(f"cytoscreen screen did not finish {slide}: {record.error}")
     t = result["timings"]
     return ScreenRun(
         size=size,

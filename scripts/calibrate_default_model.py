@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -206,21 +205,18 @@ def decide_all(work: Path) -> None:
 def load_slides(work: Path, model: Path | None = None) -> list[dict[str, Any]]:
     """Per slide: label, strata, patch probabilities, coordinates and its abnormal cells."""
     from cytoscreen.manifest import read_manifest
+    from cytoscreen.slide_result import load_results, match_manifest
     from cytoscreen.synth import load_truth
     from cytoscreen.tiling.store import PatchStore
 
     manifest = read_manifest(work / "manifest.csv", check_files=False)
-    by_path = {}
-    for p in sorted((results_dir(work, model) / "slides").glob("*/result.json")):
-        r = json.loads(p.read_text())
-        by_path[str(Path(r["path"]).resolve())] = r
+    results = load_results(results_dir(work, model))
     out = []
-    for row in manifest.rows:
-        r = by_path.get(str(row.path))
-        if r is None or r.get("status") != "ok":
+    for row, r in zip(manifest.rows, match_manifest(manifest.rows, results), strict=True):
+        if r is None or r.failed or r.cache is None or r.model_id is None:
             continue
-        store = PatchStore.open(r["cache"])
-        prob = store.read_scores(r["model_id"], complete_only=False).astype(np.float64)
+        store = PatchStore.open(r.cache)
+        prob = store.read_scores(r.model_id, complete_only=False).astype(np.float64)
         truth = load_truth(row.ground_truth) if row.ground_truth else None
         ab = [(c.x, c.y) for c in truth.cells if c.abnormal] if truth else []
         out.append(
@@ -234,8 +230,8 @@ def load_slides(work: Path, model: Path | None = None) -> list[dict[str, Any]]:
                 "nuclei": store.nuclei,
                 "size_l0": store.attrs.size_l0,
                 "abnormal": np.array(ab, float).reshape(-1, 2),
-                "cellularity": r.get("cellularity"),
-                "scoring": r.get("scoring"),
+                "cellularity": r.cellularity,
+                "scoring": r.scoring,
             }
         )
     return out
