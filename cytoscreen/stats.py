@@ -56,6 +56,12 @@ class Proportion(BaseModel):
         """False for a proportion over nothing (n = 0)."""
         return self.n > 0
 
+    def figures(self) -> tuple[float, float, float]:
+        """(value, lower, upper) of a measured proportion; ValueError when n = 0."""
+        if self.value is None or self.lower is None or self.upper is None:
+            raise ValueError("a proportion over nothing (n = 0) has no value or interval")
+        return self.value, self.lower, self.upper
+
     def if_measured(self) -> Proportion | None:
         """This proportion, or None when it is not measured (n = 0): for records whose
         optional field stands for "not measured"."""

@@ -24,6 +24,9 @@ def test_a_proportion_over_nothing_is_not_measured_never_nan() -> None:
     assert not p.measured and p.if_measured() is None
     assert p.model_dump() == {"k": 0, "n": 0, "value": None, "lower": None, "upper": None}
     assert "NaN" not in p.model_dump_json()
+    with pytest.raises(ValueError, match="n = 0"):
+        p.figures()
+    assert proportion(1, 2).figures() == (0.5, *clopper_pearson(1, 2))
 
 
 @pytest.mark.parametrize(("k", "n"), [(1, 0), (5, 4), (-1, 3), (0, -1)])
