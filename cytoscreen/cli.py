@@ -826,9 +826,7 @@ def evaluate(
     except (CytoscreenError, OSError) as err:
         raise _fail(err) from None
     for k, m in rep.metrics.items():
-        console.print(
-            f"  {k}: {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}] n={m.n}", highlight=False
-        )
+        console.print(f"  {k}: {m.text(brackets=True)}", highlight=False)
     console.print(rep.notes, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote the test figures into {model_dir / 'card.json'}", highlight=False)
 

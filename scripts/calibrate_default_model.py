@@ -249,11 +249,12 @@ def top_fields_hit(slide: dict[str, Any], n: int = 10, prob: np.ndarray | None =
 
 
 def _prop(k: int, n: int) -> str:
-    from cytoscreen.stats import clopper_pearson
+    from cytoscreen.stats import proportion
 
-    if n == 0:
+    p = proportion(k, n)
+    if not p.measured:
         return "-"
-    lo, hi = clopper_pearson(k, n)
+    _, lo, hi = p.figures()
     return f"{k}/{n} [{lo:.3f}, {hi:.3f}]"
 
 

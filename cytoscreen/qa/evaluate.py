@@ -21,7 +21,7 @@ from cytoscreen.qa.metrics import (
     roc,
     sensitivity_by_category,
 )
-from cytoscreen.slide.record import Proportion
+from cytoscreen.stats import Proportion
 from cytoscreen.types import Outcome
 
 CALLS: tuple[str, ...] = (Outcome.NEGATIVE, Outcome.REVIEW, Outcome.NOT_ASSESSABLE)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cytoscreen.slide.record import Proportion
-from cytoscreen.slide.threshold import proportion
+from cytoscreen.stats import Proportion, proportion
 
 TOP_N = (1, 3, 5, 10)
 

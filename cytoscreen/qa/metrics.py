@@ -2,7 +2,8 @@
 
 Conventions: ``y`` is 1 for a positive (abnormal) slide, 0 for a negative one; a slide is
 called positive (sent to review) when its score is ``>= threshold``. Proportions carry their
-counts and exact Clopper-Pearson intervals; a proportion over nothing is ``None``, never 0.
+counts and exact Clopper-Pearson intervals (:class:`cytoscreen.stats.Proportion`); a figure
+over nothing (n = 0) is not measured and these records hold it as ``None``, never 0.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import norm, rankdata
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from cytoscreen.slide.record import Proportion
-from cytoscreen.slide.threshold import choose_threshold, proportion
-from cytoscreen.stats import bootstrap_auc_interval
+from cytoscreen.slide.threshold import choose_threshold
+from cytoscreen.stats import Proportion, bootstrap_auc_interval, proportion
 
 TARGET_SENSITIVITIES = (0.95, 0.98, 0.99, 1.0)
 
 
 def rate(k: int, n: int, confidence: float = 0.95) -> Proportion | None:
-    """k of n with its exact interval; None when n is 0 (nothing to measure)."""
-    return proportion(k, n, confidence) if n > 0 else None
+    """k of n with its exact interval; None when n is 0 (not measured: the field of the
+    record that holds it is optional)."""
+    return proportion(k, n, confidence).if_measured()
 
 
 def _arrays(scores: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:

@@ -20,7 +20,7 @@ from cytoscreen.qa.collect import collect_run
 from cytoscreen.qa.evaluate import Evaluation, evaluate
 from cytoscreen.qa.plots import confusion_png, roc_png, scores_png
 from cytoscreen.qa.template import REPORT_HTML
-from cytoscreen.slide.record import Proportion
+from cytoscreen.stats import Proportion
 
 REPORT_FORMAT = 1
 
@@ -47,7 +47,7 @@ def _fmt(x: float | None) -> str:
 
 
 def format_proportion(p: Proportion | None) -> str:
-    if p is None:
+    if p is None or p.value is None or p.lower is None or p.upper is None:
         return "not measurable (n = 0)"
     return f"{p.value:.3f} ({p.k}/{p.n}; {p.lower:.3f}-{p.upper:.3f})"
 
@@ -102,7 +102,8 @@ def _plots(ev: Evaluation) -> dict[str, bytes]:
         at = ev.at_threshold
         point = None
         if at is not None and at.sensitivity is not None and at.specificity is not None:
-            point = (1.0 - at.specificity.value, at.sensitivity.value)
+            sens, spec = at.sensitivity.value, at.specificity.value
+            point = None if sens is None or spec is None else (1.0 - spec, sens)
         out["roc"] = roc_png(ev.roc, point, caption)
     if ev.scores:
         out["scores"] = scores_png(ev.scores, ev.labels, ev.threshold, caption)

@@ -27,7 +27,7 @@ bootstrap ({{ n_bootstrap }} resamples). cytoscreen {{ version }}, {{ created }}
 {% if at %}
 <table><tr><th>measure</th><th>value</th><th>count</th><th>{{ pct }} CI</th></tr>
 {% for name, p in at_rows %}<tr><td>{{ name }}</td>
-{% if p %}<td class="n">{{ "%.3f"|format(p.value) }}</td><td class="n">{{ p.k }}/{{ p.n }}</td>
+{% if p and p.measured %}<td class="n">{{ "%.3f"|format(p.value) }}</td><td class="n">{{ p.k }}/{{ p.n }}</td>
 <td class="n">{{ "%.3f"|format(p.lower) }} - {{ "%.3f"|format(p.upper) }}</td>
 {% else %}<td colspan="3">not measurable (no slides in the denominator)</td>{% endif %}</tr>
 {% endfor %}</table>

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import cytoscreen
 from cytoscreen.errors import BadCheckpoint
 from cytoscreen.fsutil import file_sha256
+from cytoscreen.stats import Proportion
 from cytoscreen.types import Precision
 
 MemoryFormat = Literal["contiguous", "channels_last"]
@@ -39,15 +40,34 @@ class Preprocessing(BaseModel):
 
 
 class Metric(BaseModel):
-    """A measured value with its 95% confidence interval and the count it rests on."""
+    """A measured value with its 95% confidence interval and the count it rests on.
+
+    card.json's layout of a figure. A proportion is a :class:`cytoscreen.stats.Proportion`
+    written through :meth:`of` (its k is not kept); one over nothing (n = 0) is not measured
+    and has value and interval None (null), never NaN."""
 
     model_config = ConfigDict(extra="forbid")
 
-    value: float
-    ci_low: float
-    ci_high: float
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
     n: int
     method: str = ""
+
+    @classmethod
+    def of(cls, p: Proportion) -> Metric:
+        """A proportion in the card's layout."""
+        return cls(value=p.value, ci_low=p.lower, ci_high=p.upper, n=p.n, method=p.method)
+
+    def text(self, *, brackets: bool = False) -> str:
+        """``value (95% CI low-high, n=N)`` (for a console, ``value [low, high] n=N``), or
+        that it was not measured."""
+        v, lo, hi = self.value, self.ci_low, self.ci_high
+        if v is None or lo is None or hi is None:
+            return f"not measured (n={self.n})"
+        if brackets:
+            return f"{v:.3f} [{lo:.3f}, {hi:.3f}] n={self.n}"
+        return f"{v:.3f} (95% CI {lo:.3f}-{hi:.3f}, n={self.n})"
 
 
 class TrainingData(BaseModel):

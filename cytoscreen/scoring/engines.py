@@ -71,6 +71,8 @@ def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
             f"the model card has no '{missing}' AUC (`cytoscreen train` measures the OpenVINO fp32 "
             "one when openvino is installed; --runtime torch scores without it)"
         )
+    if measured.value is None or ref.value is None:
+        return f"the card's '{key}' or fp32 AUC holds no value"
     change = measured.value - ref.value
     if not math.isfinite(change) or abs(change) > MAX_AUC_CHANGE:
         return (

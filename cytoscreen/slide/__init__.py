@@ -9,19 +9,10 @@ from cytoscreen.slide.aggregate import aggregate, noisy_or, rule_label, score_sl
 from cytoscreen.slide.decide import Adequacy, decide
 from cytoscreen.slide.fields import find_fields
 from cytoscreen.slide.learned import LearnedRule, fit_learned_rule, slide_features
-from cytoscreen.slide.record import (
-    Calibration,
-    Proportion,
-    load_calibration,
-    save_calibration,
-)
+from cytoscreen.slide.record import Calibration, load_calibration, save_calibration
 from cytoscreen.slide.settings import AggregationSettings, FieldSettings, TriageSettings
-from cytoscreen.slide.threshold import (
-    calibrate,
-    choose_threshold,
-    clopper_pearson,
-    positives_needed,
-)
+from cytoscreen.slide.threshold import calibrate, choose_threshold, positives_needed
+from cytoscreen.stats import Proportion, clopper_pearson, proportion
 
 __all__ = [
     "Adequacy",
@@ -42,6 +33,7 @@ __all__ = [
     "load_calibration",
     "noisy_or",
     "positives_needed",
+    "proportion",
     "rule_label",
     "save_calibration",
     "score_slide",

@@ -8,12 +8,20 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
+from cytoscreen.stats import Proportion
 from cytoscreen.types import SCORING_KEYS, scoring_kind
 
 
@@ -21,27 +29,22 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Proportion(_Record):
-    """k of n, with its exact (Clopper-Pearson) two-sided confidence interval."""
+def _measured(p: Proportion) -> Proportion:
+    if not p.measured:
+        raise ValueError("a figure over no slide is written as null, not as 0 of 0")
+    return p
 
-    k: int = Field(ge=0)
-    n: int = Field(ge=1)
-    value: float = Field(ge=0.0, le=1.0)
-    lower: float = Field(ge=0.0, le=1.0)
-    upper: float = Field(ge=0.0, le=1.0)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Proportion:
-        if self.k > self.n or not self.lower <= self.value <= self.upper:
-            raise ValueError(f"inconsistent proportion {self.k}/{self.n}")
-        return self
+# A figure of the record: always measured (n >= 1); a field that may lack one is
+# ``Measured | None``, None standing for the not-measured proportion (see cytoscreen.stats).
+Measured = Annotated[Proportion, AfterValidator(_measured)]
 
 
 class StratumFigures(_Record):
     """Sensitivity and specificity at the threshold within one stratum (None: no such slide)."""
 
-    sensitivity: Proportion | None = None
-    specificity: Proportion | None = None
+    sensitivity: Measured | None = None
+    specificity: Measured | None = None
 
 
 class ScoreReference(_Record):
@@ -76,8 +79,8 @@ class Calibration(_Record):
     threshold: float
     target_sensitivity: float = Field(gt=0.0, le=1.0)
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    sensitivity: Proportion
-    specificity: Proportion | None  # None: no negative slides in the set
+    sensitivity: Measured
+    specificity: Measured | None  # None: no negative slides in the set
     tp: int = Field(ge=0)
     fn: int = Field(ge=0)
     tn: int = Field(ge=0)

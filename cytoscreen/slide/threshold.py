@@ -16,13 +16,8 @@ import numpy as np
 import cytoscreen
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
-from cytoscreen.slide.record import Calibration, Proportion, ScoreReference, StratumFigures
-from cytoscreen.stats import clopper_pearson
-
-
-def proportion(k: int, n: int, confidence: float = 0.95) -> Proportion:
-    lo, hi = clopper_pearson(k, n, confidence)
-    return Proportion(k=k, n=n, value=k / n, lower=lo, upper=hi)
+from cytoscreen.slide.record import Calibration, ScoreReference, StratumFigures
+from cytoscreen.stats import proportion
 
 
 def positives_needed(target: float, confidence: float = 0.95) -> int | None:
@@ -108,14 +103,14 @@ def stratum_thresholds(
 def _stratum_figures(
     s: np.ndarray, y: np.ndarray, flagged: np.ndarray, confidence: float
 ) -> StratumFigures:
-    pos, neg = y, ~y
+    pos, neg = y, ~y  # a stratum without positives (negatives) has no sensitivity (specificity)
     return StratumFigures(
-        sensitivity=proportion(int((flagged & pos).sum()), int(pos.sum()), confidence)
-        if pos.any()
-        else None,
-        specificity=proportion(int((~flagged & neg).sum()), int(neg.sum()), confidence)
-        if neg.any()
-        else None,
+        sensitivity=proportion(
+            int((flagged & pos).sum()), int(pos.sum()), confidence
+        ).if_measured(),
+        specificity=proportion(
+            int((~flagged & neg).sum()), int(neg.sum()), confidence
+        ).if_measured(),
     )
 
 
@@ -169,11 +164,11 @@ def calibrate(
     fp = int(np.count_nonzero(flagged & ~y))
     n_slides = len(scores)
     n_unscorable = n_slides - s.size
-    sens = proportion(tp, tp + fn, confidence)
-    spec = proportion(tn, tn + fp, confidence) if tn + fp else None
+    sens = proportion(tp, tp + fn, confidence)  # choose_threshold saw a scorable positive: n >= 1
+    spec = proportion(tn, tn + fp, confidence).if_measured()
     pct = f"{confidence:.0%}"
     warnings: list[str] = []
-    if sens.lower < target_sensitivity:
+    if sens.lower is not None and sens.lower < target_sensitivity:
         need = positives_needed(target_sensitivity, confidence)
         how_many = (
             f"about {need} positive slides with no misses are needed for the lower bound to "

@@ -24,7 +24,7 @@ BF16_TOLERANCE = 0.005
 
 
 def _fmt(m: Metric) -> str:
-    return f"{m.value:.3f} (95% CI {m.ci_low:.3f}-{m.ci_high:.3f}, n={m.n})"
+    return m.text()
 
 
 def cells_line(v: Mapping[str, Metric]) -> str:

@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
 
+from cytoscreen import stats
 from cytoscreen.scoring.card import Metric
-from cytoscreen.stats import bootstrap_auc_interval, clopper_pearson
+from cytoscreen.stats import bootstrap_auc_interval
 
 
 def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
@@ -23,16 +24,22 @@ def auc_with_ci(
     labels: npt.ArrayLike, scores: npt.ArrayLike, n_boot: int = 1000, seed: int = 0
 ) -> Metric:
     """ROC AUC with a percentile bootstrap 95% CI (resampling within each class)."""
+    value, lo, hi = _auc_figures(labels, scores, n_boot, seed)
+    return Metric(value=value, ci_low=lo, ci_high=hi, n=len(np.asarray(labels)), method="bootstrap")
+
+
+def _auc_figures(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, n_boot: int, seed: int
+) -> tuple[float, float, float]:
     y = np.asarray(labels).astype(int)
     s = np.asarray(scores, dtype=float)
     pos, neg = s[y == 1], s[y == 0]
-    value = auc(y, s)
     lo, hi = (
         bootstrap_auc_interval(pos, neg, n_bootstrap=n_boot, seed=seed)
         if pos.size and neg.size and n_boot > 0
         else (float("nan"), float("nan"))
     )
-    return Metric(value=value, ci_low=lo, ci_high=hi, n=len(y), method="bootstrap")
+    return auc(y, s), lo, hi
 
 
 def cells_only_auc(
@@ -53,11 +60,9 @@ def cells_only_auc(
 
 
 def proportion(k: int, n: int) -> Metric:
-    """k/n with the exact (Clopper-Pearson) 95% CI."""
-    if n == 0:
-        return Metric(value=float("nan"), ci_low=0.0, ci_high=1.0, n=0, method="clopper-pearson")
-    lo, hi = clopper_pearson(k, n)
-    return Metric(value=k / n, ci_low=lo, ci_high=hi, n=n, method="clopper-pearson")
+    """k/n with the exact (Clopper-Pearson) 95% CI, in the card's layout; n = 0 is not measured
+    (value and interval None, see :mod:`cytoscreen.stats`)."""
+    return Metric.of(stats.proportion(k, n))
 
 
 def sens_spec(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> dict[str, Metric]:
@@ -107,18 +112,18 @@ def category_report(
         flagged = int((s[mask] >= threshold).sum())
         n = int(mask.sum())
         hit = flagged if positive else n - flagged  # sensitivity or specificity counts
-        p = proportion(hit, n)
+        value, lo, hi = stats.proportion(hit, n).figures()  # n >= 1: the category is present
         row: dict[str, float | int] = {
             "n": n,
             "flagged": flagged,
             "flagged_rate": flagged / n,
-            ("sensitivity" if positive else "specificity"): p.value,
-            "ci_low": p.ci_low,
-            "ci_high": p.ci_high,
+            ("sensitivity" if positive else "specificity"): value,
+            "ci_low": lo,
+            "ci_high": hi,
         }
         if positive:
             sel = mask | (y == 0)
-            a = auc_with_ci(y[sel], s[sel], n_boot=500, seed=seed)
-            row.update(auc=a.value, auc_ci_low=a.ci_low, auc_ci_high=a.ci_high)
+            a, a_lo, a_hi = _auc_figures(y[sel], s[sel], n_boot=500, seed=seed)
+            row.update(auc=a, auc_ci_low=a_lo, auc_ci_high=a_hi)
         out[c] = row
     return out

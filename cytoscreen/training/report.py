@@ -93,9 +93,7 @@ def test_section(report: TestReport) -> str:
     for key, label in names.items():
         m = report.metrics.get(key)
         if m is not None:
-            lines.append(
-                f"- {label}: {m.value:.3f} (95% CI {m.ci_low:.3f}-{m.ci_high:.3f}, n={m.n})"
-            )
+            lines.append(f"- {label}: {m.text()}")
     lines += [
         "",
         "| category | n | flagged at the operating point | AUC vs all negatives (95% CI) |",

@@ -423,7 +423,10 @@ def train_model(
         scores[key] = positive_scores(scorer, val.images)
         pps[key] = throughput(scorer)
     aucs = {k: auc_with_ci(val.labels, s, seed=cfg.seed) for k, s in scores.items()}
-    use_bf16 = abs(aucs["bf16"].value - aucs["fp32"].value) <= BF16_TOLERANCE
+    bf16_auc, fp32_auc = aucs["bf16"].value, aucs["fp32"].value
+    use_bf16 = (
+        bf16_auc is not None and fp32_auc is not None and abs(bf16_auc - fp32_auc) <= BF16_TOLERANCE
+    )
     chosen = "bf16" if use_bf16 else "fp32"
     s = scores[chosen]
     validation: dict[str, Metric] = part_aucs(val, s, cfg.seed)
@@ -510,7 +513,7 @@ def summary_lines(outcome: TrainOutcome) -> list[str]:
         f" ({outcome.train_minutes:.1f} min)"
     ]
     for k, m in card.validation.items():
-        lines.append(f"  {k}: {m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}] n={m.n}")
+        lines.append(f"  {k}: {m.text(brackets=True)}")
     lines.append(f"  by category: {json.dumps(card.validation_by_category)}")
     if outcome.extra_train or outcome.extra_val:
         lines.append(

@@ -18,7 +18,8 @@ from cytoscreen.qa import (
     roc,
     sensitivity_by_category,
 )
-from cytoscreen.stats import auc_mann_whitney
+from cytoscreen.qa.report import format_proportion
+from cytoscreen.stats import auc_mann_whitney, proportion
 
 POS = [0.9, 0.6, 0.2]
 NEG = [0.7, 0.3, 0.1, 0.05]
@@ -172,3 +173,13 @@ def test_first_hit_rank_uses_half_open_boxes() -> None:
     assert [(p.k, p.n) for p in hits.hit_at.values()] == [(1, 4), (2, 4), (2, 4)]
     assert hits.never_hit == 1
     assert field_hits([]) is None
+
+
+def test_rates_are_the_shared_proportion_and_over_nothing_not_measured() -> None:
+    assert rate(2, 3) == proportion(2, 3)  # cytoscreen.stats' one record
+    assert rate(0, 0) is None and proportion(0, 0).if_measured() is None
+    none = "not measurable (n = 0)"
+    assert format_proportion(None) == format_proportion(proportion(0, 0)) == none
+    assert format_proportion(rate(1, 4)).startswith("0.250 (1/4; ")
+    op = operating(Counts(tp=0, fn=0, tn=0, fp=2))  # no positive, nothing set aside
+    assert op.sensitivity is None and op.npv is None and op.set_aside.value == 0.0

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cytoscreen.errors import BadCheckpoint
-from cytoscreen.scoring.card import ModelCard
+from cytoscreen.scoring.card import BUNDLED_MODEL_DIR, ModelCard, read_card
 from cytoscreen.scoring.checkpoint import (
     CARD_NAME,
     WEIGHTS_NAME,
@@ -115,3 +115,12 @@ def test_save_records_card_fields(tmp_path: Path) -> None:
     saved = save_checkpoint(model, card, tmp_path / "m")
     assert saved.precision == "bf16" and saved.preprocessing.input_size == (3, 224, 224)
     assert saved.positive_indices() == [1]
+
+
+def test_the_shipped_card_loads_and_dumps_to_the_same_bytes() -> None:
+    shipped = BUNDLED_MODEL_DIR / CARD_NAME
+    card = read_card(BUNDLED_MODEL_DIR)
+    assert card.model_dump(mode="json") == json.loads(shipped.read_text())
+    assert card.model_dump_json(indent=2) == shipped.read_text()  # as save_checkpoint writes
+    sens = card.validation["sensitivity"]  # a proportion: value and interval, no k
+    assert sens.method == "clopper-pearson" and sens.n > 0 and sens.value is not None

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import binomtest
 
 import cytoscreen
+from cytoscreen.scoring.card import BUNDLED_MODEL_DIR
 from cytoscreen.slide import (
     BadCalibration,
     Calibration,
@@ -227,3 +228,24 @@ def test_negatives_outside_the_specificity_set_are_not_counted() -> None:
     assert any("1 negative slide(s) not counted" in w for w in c.warnings)
     with pytest.raises(ValueError, match="one value per slide"):
         cal(scores, labels, specificity_mask=[True])
+
+
+def test_figures_over_no_slide_are_null_in_the_record(tmp_path: Path) -> None:
+    # n = 0 (cytoscreen.stats' "not measured") is written as null, as before; a 0-of-0 figure
+    # in the file is refused (the file format has one spelling for it), as is a null sensitivity
+    c = cal([0.9, 0.8], [1, 1], strata={"prep": ["a", "a"]})
+    assert c.specificity is None and c.strata["prep"]["a"].specificity is None
+    data = json.loads(save_calibration(c, tmp_path / "calibration.json").read_text())
+    assert data["specificity"] is None and data["strata"]["prep"]["a"]["specificity"] is None
+    unmeasured = {"k": 0, "n": 0, "value": None, "lower": None, "upper": None}
+    for key, value in (("specificity", unmeasured), ("sensitivity", unmeasured)):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, key: value}))
+        with pytest.raises(BadCalibration, match=key):
+            load_calibration(tmp_path / "bad.json")
+
+
+def test_the_shipped_calibration_loads_and_dumps_to_the_same_bytes(tmp_path: Path) -> None:
+    shipped = BUNDLED_MODEL_DIR / "calibration.json"
+    c = load_calibration(shipped)
+    assert c.sensitivity.n > 0 and c.model_dump(mode="json") == json.loads(shipped.read_text())
+    assert save_calibration(c, tmp_path / "c.json").read_bytes() == shipped.read_bytes()

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from cytoscreen.errors import BadManifest, ConfigError, CytoscreenError
+from cytoscreen.scoring.card import CARD_NAME, ModelCard, Preprocessing, read_card
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.synth import bundled_kit
 from cytoscreen.synth.patches import VirtualSlides
@@ -167,3 +168,22 @@ def test_hard_negatives_are_the_windows_the_starting_model_scores_highest(
         hard_negatives(
             TrainConfig(patch_px=32, context={"hard_pool": 4, "hard_keep": 2}), vs, print
         )
+
+
+def test_a_card_proportion_over_nothing_is_not_measured(tmp_path: Path) -> None:
+    p = proportion(0, 0)  # once NaN with a [0, 1] interval
+    assert (p.value, p.ci_low, p.ci_high, p.n, p.method) == (None, None, None, 0, "clopper-pearson")
+    assert p.text() == "not measured (n=0)"
+    y = np.ones(4)  # no negative: specificity over nothing
+    ss = sens_spec(y, np.array([0.9, 0.8, 0.2, 0.7]), 0.5)
+    assert ss["sensitivity"].value == 0.75 and ss["specificity"] == p
+    card = ModelCard(
+        arch="resnet18",
+        classes=["a", "b"],
+        positive_classes=["b"],
+        preprocessing=Preprocessing(input_size=(3, 8, 8), mean=(0, 0, 0), std=(1, 1, 1)),
+        validation=ss,
+    )
+    (tmp_path / CARD_NAME).write_text(card.model_dump_json(indent=2))
+    assert "NaN" not in (tmp_path / CARD_NAME).read_text()
+    assert read_card(tmp_path).validation == ss
