@@ -13,7 +13,8 @@ passes over those samples find the candidates, and the tests run on candidate po
    a dip (``SADDLE``: one nucleus, not two).
 3. **Thresholds from the block itself.** The block's nuclear level is the median peak of its
    clearly contrasted candidates; thresholds scale with it (``stain_scale``), so a pale or
-   blurred slide is judged against its own nuclei, never above the stain-1 thresholds.
+   blurred slide is judged against its own nuclei, and a strongly stained one too (up to 1.3x
+   the stain-1 thresholds).
 4. **Nucleus tests.** A candidate is a nucleus when its peak reaches ``MIN_PEAK``, stands
    ``MIN_CONTRAST`` above the lightest sample 6 um around it and at least ``1 / MAX_RING_RATIO``
    times it (a nucleus on its cytoplasm, not a fold of cytoplasm), and the ring 10 um around
@@ -45,7 +46,7 @@ MIN_CONTRAST = 0.1  # x stain_scale: above the lightest sample 6 um around it
 MAX_RING_RATIO = 0.7  # lightest sample 6 um around it / peak: at most this
 MIN_CYTOPLASM = 0.02  # x stain_scale: median density 10 um around it (its cytoplasm)
 NUCLEAR_LEVEL = 0.5  # median peak of clear nuclei on a stain-1 slide (sets stain_scale)
-STAIN_SCALE_RANGE = (0.5, 1.0)
+STAIN_SCALE_RANGE = (0.5, 1.3)  # a strong stain is judged more strictly too, a pale one less
 FLOOR_OD = STAIN_SCALE_RANGE[0] * MIN_PEAK  # no candidate below this can pass MIN_PEAK
 MIN_NUCLEI_FOR_SCALE = 10  # fewer clear candidates in a block: stain_scale 1
 STAINED_OD = 0.05  # a sample is stained (crowding) at this density
