@@ -185,7 +185,7 @@ def _error_text(err: BaseException, slide: SlideInput) -> str:
     return str(
         CytoscreenError(
             f"{type(err).__name__}: {err}",
-            slide=slide.path,
+            subject=slide.path,
             hint="this looks like a bug or a damaged file: rerun this slide alone with "
             "`cytoscreen screen FILE` and report the message if it persists",
         )
@@ -352,7 +352,7 @@ def screen(
     if not slides:
         raise CytoscreenError(
             "no slide files found",
-            slide=", ".join(str(i) for i in inputs),
+            subject=", ".join(str(i) for i in inputs),
             hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files, or the files",
         )
     for folder in (out, out / SLIDES_DIR, cache):

@@ -106,7 +106,7 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
     except (OSError, ValueError) as exc:
         raise BadCheckpoint(
             f"the domain reference cannot be read ({exc})",
-            slide=path,
+            subject=path,
             hint=f"remake it with `cytoscreen domain-reference --out {path}`, or remove it to "
             "screen without the domain check (the results will say it was skipped)",
         ) from None
@@ -118,7 +118,7 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
         raise BadCheckpoint(
             f"the domain reference was profiled on patches at {mpp} um/px, but model "
             f"{card.model_id} reads {card.mpp} um/px",
-            slide=path,
+            subject=path,
             hint=f"remake it with `cytoscreen domain-reference --out {path}` and a screen "
             "config whose tiling.target_mpp is the model's",
         )
@@ -143,7 +143,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
                 if chosen == DEFAULT_MODEL_DIR
                 else ""
             ),
-            slide=chosen,
+            subject=chosen,
             hint="pass --model DIR with a model written by `cytoscreen train` "
             "(or set scoring.model in the config)",
         )
@@ -155,7 +155,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
         raise ConfigError(
             f"model {card.model_id} reads {px} px patches at {card.mpp} um/px; the config tiles "
             f"{cfg.tiling.patch_size} px at {cfg.tiling.target_mpp} um/px",
-            slide=chosen,
+            subject=chosen,
             hint=f"set tiling.patch_size: {px} and tiling.target_mpp: {card.mpp} in the config",
         )
     return ModelChoice(chosen, card)
@@ -172,7 +172,7 @@ def resolve_calibration(
     if not path.is_file():
         raise BadCalibration(
             "no calibration file",
-            slide=path,
+            subject=path,
             hint="pass --calibration calibration.json (made by `cytoscreen calibrate` for this "
             "model), or --scores-only to screen without decisions",
         )
@@ -180,12 +180,12 @@ def resolve_calibration(
     rule = rule_label(cfg.aggregation)
     if cal.model_id != model.model_id:
         raise BadCalibration(
-            f"made for model {cal.model_id}, but the screen uses {model.model_id}", slide=path
+            f"made for model {cal.model_id}, but the screen uses {model.model_id}", subject=path
         )
     if cal.rule != rule:
         raise BadCalibration(
             f"made for the aggregation rule {cal.rule}, the config says {rule}",
-            slide=path,
+            subject=path,
             hint="set the aggregation section to the calibration's rule or recalibrate",
         )
     return CalibrationChoice(path.resolve(), file_sha256(path), cal)

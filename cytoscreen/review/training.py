@@ -86,7 +86,7 @@ def reviewed_patches(
         if slide is None:
             raise CytoscreenError(
                 f"reviewed slide {slide_id} has no {RESULT_NAME}",
-                slide=root / "slides" / slide_id,
+                subject=root / "slides" / slide_id,
                 hint="keep the results folder whole, or delete this slide's marks",
             )
         chosen: object = slide.backend or backend
