@@ -28,7 +28,7 @@ from cytoscreen.slide.domain import (
     sample_indices,
 )
 from cytoscreen.tiling import PatchStore
-from cytoscreen.types import MPP_TOLERANCE
+from cytoscreen.types import mpp_differs
 
 if TYPE_CHECKING:
     from cytoscreen.scoring.card import ModelCard
@@ -112,7 +112,7 @@ def resolve_domain(model: ModelChoice) -> DomainChoice | None:
         ) from None
     mpp = (reference.source.get("tiling") or {}).get("target_mpp")
     card = model.card
-    if mpp is not None and abs(float(mpp) - card.mpp) > MPP_TOLERANCE * card.mpp:
+    if mpp is not None and mpp_differs(float(mpp), card.mpp):
         # texture, stain and dark shares change with the patch resolution: a reference profiled
         # at another one flags (or passes) slides for the wrong reason
         raise BadCheckpoint(
@@ -150,7 +150,7 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
     card = read_card(chosen)
     checked_weights(chosen, card)
     px = card.preprocessing.input_size[1]
-    off_mpp = abs(cfg.tiling.target_mpp - card.mpp) > MPP_TOLERANCE * card.mpp
+    off_mpp = mpp_differs(cfg.tiling.target_mpp, card.mpp)
     if cfg.tiling.patch_size != px or off_mpp:
         raise ConfigError(
             f"model {card.model_id} reads {px} px patches at {card.mpp} um/px; the config tiles "

@@ -30,6 +30,14 @@ MPP_MAX = 20.0
 # relative mpp difference taken as the same resolution: a pyramid level read as-is, patches
 # or a config that match the model card (tiling.level_tolerance defaults to it)
 MPP_TOLERANCE = 0.02
+
+
+def mpp_differs(mpp: float, reference: float, tolerance: float = MPP_TOLERANCE) -> bool:
+    """Whether ``mpp`` is another resolution than ``reference`` (relative difference above
+    ``tolerance``)."""
+    return abs(mpp - reference) > tolerance * reference
+
+
 # what makes two sets of patch scores of one model the same kind (Scorer.describe() keys)
 SCORING_KEYS = ("runtime", "precision")
 

@@ -24,7 +24,7 @@ from cytoscreen.errors import BadCheckpoint, CacheMismatch
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
 from cytoscreen.tiling.store import PROB, ModelScores, PatchStore
-from cytoscreen.types import MPP_TOLERANCE, scoring_kind
+from cytoscreen.types import mpp_differs, scoring_kind
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _check_store(store: PatchStore, card: ModelCard) -> None:
             hint="tile the slide with the patch size on the model card",
         )
     mpp = store.patch_mpp()
-    if mpp is not None and abs(mpp - card.mpp) > MPP_TOLERANCE * card.mpp:
+    if mpp is not None and mpp_differs(mpp, card.mpp):
         raise CacheMismatch(
             f"patches are at {mpp} um/px, the model was trained at {card.mpp} um/px",
             subject=store.path,
