@@ -8,8 +8,9 @@ which training adds as an augmentation).
 - ``VirtualSlides``: a set of layouts of one split's fields (liquid-based and conventional,
   negative and positive, stain/colour/focus spread), with the level-0 positions of every
   labelled cell. ``positive_window`` puts an abnormal nucleus inside a patch;
-  ``negative_window`` draws a patch that shows no abnormal nucleus (hard negatives among
-  thousands of NILM cells, overlaps, blood, debris).
+  ``negative_window`` draws a patch of a negative slide (hard negatives among thousands of
+  NILM cells, overlaps, blood, debris), whose pieces keep ``fields.NEGATIVE_CLEARANCE`` from
+  every labelled abnormal nucleus.
 - ``cell_patches``: one patch per labelled cell, showing the cell inside its own piece (its real
   neighbours) on glass: the cell-level test set. NILM cells are shown by their negative piece
   (so no abnormal nucleus is in view); NILM cells that lie in no negative piece are skipped
@@ -178,11 +179,16 @@ class VirtualSlides:
     def negative_window(
         self, rng: np.random.Generator, tries: int = 20
     ) -> tuple[int, float, float] | None:
-        """(slide, x0, y0) of a patch with no abnormal nucleus in or near it: around a random
-        labelled NILM cell (so most patches hold cells), any slide."""
+        """(slide, x0, y0) of a NILM patch: around a random labelled NILM cell (so most
+        patches hold cells) of a random *negative* slide. Never from a positive slide: the
+        neighbours of its abnormal cells come from the abnormal cells' own fields, where
+        unlabelled cells near a labelled abnormal one are often abnormal too (the label noise
+        ``NEGATIVE_CLEARANCE`` keeps off negative pieces). None without a negative slide."""
         size = self.size_l0
+        if not self.negative:
+            return None
         for _ in range(tries):
-            s = int(rng.integers(len(self.slides)))
+            s = int(rng.choice(self.negative))
             xy = self.slides[s].cell_xy
             if xy.size == 0:
                 continue

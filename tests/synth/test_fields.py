@@ -11,6 +11,7 @@ from cytoscreen.synth import CellKit
 from cytoscreen.synth.cric import CricCrop
 from cytoscreen.synth.fields import (
     ABNORMAL_MARGIN,
+    NEGATIVE_CLEARANCE,
     abnormal_units,
     negative_pieces,
     paste_field,
@@ -57,7 +58,7 @@ def test_negative_pieces_keep_off_every_abnormal_nucleus() -> None:
     # crop 2's window ends at x=70; the HSIL nucleus at x=90 is 20 px away: within the margin
     assert ABNORMAL_MARGIN > 90 - 70
     assert seen == [frozenset(), frozenset({2}), frozenset({2})]
-    neg = negative_pieces(fld)
+    neg = negative_pieces(fld, clearance=ABNORMAL_MARGIN)
     assert [p.windows for p in neg] == [(0,)]
     assert [p.cells for p in neg] == [(0,)] and neg[0].n_abnormal == 0
     units = abnormal_units(fld)
@@ -67,10 +68,31 @@ def test_negative_pieces_keep_off_every_abnormal_nucleus() -> None:
     assert len(whole) == 1 and set(whole[0].cells) == {0, 1, 2}
 
 
+def test_negative_pieces_keep_the_clearance_from_abnormal_nuclei() -> None:
+    """Unlabelled neighbours of an abnormal cell are often abnormal: a negative piece keeps
+    ``NEGATIVE_CLEARANCE`` from every labelled abnormal nucleus, not just the window margin."""
+    far = NEGATIVE_CLEARANCE + 60
+    crops = [
+        _crop(1, "NILM", 20, 20, 0, 0),  # its window ends 50 px before the HSIL nucleus
+        _crop(2, "HSIL", 90, 20, 70, 0),
+        _crop(3, "NILM", 90 + far, 20, 70 + far, 0),  # its window starts `far - 20` px away
+    ]
+    pixels = [np.full((40, 40, 3), 120 + 10 * i, np.uint8) for i in range(3)]
+    fld = paste_field(crops, pixels)
+    assert [p.cells for p in negative_pieces(fld, clearance=ABNORMAL_MARGIN)] == [(0,), (2,)]
+    assert [p.cells for p in negative_pieces(fld)] == [(2,)]  # crop 1 is 50 px away: too near
+    for p in negative_pieces(fld):
+        for w in p.windows:
+            x0, y0, x1, y1 = fld.window(w)
+            nx, ny = fld.nucleus(1)
+            gap = max(x0 - nx, nx - x1, y0 - ny, ny - y1)
+            assert gap >= NEGATIVE_CLEARANCE
+
+
 def test_piece_alpha_fades_to_zero_at_the_border() -> None:
     crops, pixels = _field()
     fld = paste_field(crops, pixels)
-    piece = negative_pieces(fld)[0]
+    piece = negative_pieces(fld, clearance=ABNORMAL_MARGIN)[0]
     alpha = piece_alpha(fld, piece)
     assert alpha.shape == (40, 40)
     assert alpha[20, 20] == pytest.approx(1.0) and alpha[0, 20] < 0.1 and alpha[20, 0] < 0.1

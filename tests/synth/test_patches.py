@@ -26,12 +26,25 @@ def test_windows_hold_what_their_label_says(kit: CellKit) -> None:
         assert inside.any()
         window = vs.negative_window(rng)
         assert window is not None and vs.label_of(*window) == 0
+        assert window[0] in vs.negative  # never a positive slide's NILM neighbourhood
         img = vs.render(*window)
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     # a window with an abnormal nucleus just outside its border is ambiguous, never negative
     s = vs.positive[0]
-    x, y = vs.slides[s].abnormal_xy[0]
+    ab = vs.slides[s].abnormal_xy
+    lone = [
+        (x, y) for x, y in ab  # no other abnormal nucleus inside the window beside this one
+        if not ((ab[:, 0] > x) & (ab[:, 0] < x + 2 + 128 + edge)
+                & (ab[:, 1] > y - 64 - edge) & (ab[:, 1] < y + 64 + edge)).any()
+    ]  # fmt: skip
+    assert lone
+    x, y = lone[0]
     assert vs.label_of(s, x + 2, y - 64) == -1
+    only_positive = VirtualSlides(
+        kit, n_negative=0, n_positive=1, mpp=0.5, patch_px=64, n_cells=100, n_abnormal=(2, 3),
+        seed=3,
+    )  # fmt: skip
+    assert only_positive.negative_window(rng) is None
 
 
 def test_cell_patches_one_per_cell_with_its_own_label(kit: CellKit) -> None:

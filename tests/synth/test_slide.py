@@ -68,10 +68,10 @@ def test_labels_follow_the_rule(slides: Slides) -> None:
 
 
 def test_negative_slides_show_no_abnormal_nucleus(slides: Slides, kit: CellKit) -> None:
-    """A negative slide is built only from pieces in which no abnormal nucleus lies within the
-    margin of any window: every labelled cell it shows is NILM, and every piece's field has no
-    abnormal nucleus inside the piece's windows grown by the margin."""
-    from cytoscreen.synth.fields import ABNORMAL_MARGIN
+    """A negative slide is built only from pieces whose windows keep the negative clearance
+    from every labelled abnormal nucleus of their field: every labelled cell it shows is NILM,
+    and no abnormal nucleus lies inside any piece's windows grown by the clearance."""
+    from cytoscreen.synth.fields import NEGATIVE_CLEARANCE
     from cytoscreen.synth.layout import plan_layout
 
     for name in ("negative", "conventional", "nompp"):
@@ -86,7 +86,7 @@ def test_negative_slides_show_no_abnormal_nucleus(slides: Slides, kit: CellKit) 
             x0, y0, x1, y1 = fld.window(w)
             for a in fld.abnormal_ids:
                 nx, ny = fld.nucleus(a)
-                m = ABNORMAL_MARGIN
+                m = NEGATIVE_CLEARANCE
                 assert not (x0 - m <= nx < x1 + m and y0 - m <= ny < y1 + m)
 
 
