@@ -431,12 +431,12 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.generate:
         half = args.negative // 2
-        counts = {
-            "positive": args.positive,
+        counts = {  # the long jobs (adequate negatives) first, so the workers end together
             "negative": args.negative - half,
             "negconv": half,
-            "scanty": args.scanty,
+            "positive": args.positive,
             "single": args.single,
+            "scanty": args.scanty,
         }
         generate(args.work, counts, args.workers, args.fields, args.shifted)
     if args.screen:
