@@ -32,6 +32,10 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+export_app = typer.Typer(
+    no_args_is_help=True, help="Export a results folder for other systems (FHIR R4)."
+)
+app.add_typer(export_app, name="export")
 
 BackendOpt = Annotated[str, typer.Option("--backend", help=f"Slide reader: {', '.join(BACKENDS)}.")]
 MppOpt = Annotated[
@@ -314,10 +318,18 @@ def screen(
     mpp: MppOpt = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    fhir: Annotated[
+        Path | None,
+        typer.Option(
+            "--fhir",
+            help="Also write the results folder as a FHIR R4 Bundle to this file (as "
+            "`cytoscreen export fhir`, without patient or specimen identifiers).",
+        ),
+    ] = None,
 ) -> None:
     """Screen slides: tile, score, decide, and write fields, pictures and summary.csv."""
     cfg = _run_config(config, backend, mpp, scheduler, workers)
-    _run_screen(cfg, slides, out, cache, model, calibration, scores_only)
+    _run_screen(cfg, slides, out, cache, model, calibration, scores_only, fhir=fhir)
 
 
 def _run_screen(
@@ -328,6 +340,7 @@ def _run_screen(
     model: Path | None = None,
     calibration: Path | None = None,
     scores_only: bool = False,
+    fhir: Path | None = None,
 ) -> None:
     from cytoscreen.batch.progress import RichObserver, summary_table
     from cytoscreen.pipeline import screen as run_screen
@@ -350,8 +363,86 @@ def _run_screen(
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     console.print(f"results: {out / 'summary.csv'}", highlight=False)
+    if fhir is not None:
+        _write_fhir(out, fhir)
     if report.n_failed:
         raise typer.Exit(code=1)
+
+
+def _write_fhir(
+    results: Path,
+    out: Path | None,
+    manifest: Path | None = None,
+    embed_fields: int = 0,
+    patient_system: str | None = None,
+    specimen_system: str | None = None,
+) -> None:
+    """Write the results folder's FHIR bundle and say what it holds (errors: exit code 2)."""
+    from cytoscreen.outputs.fhir import write_fhir_bundle
+
+    try:
+        done = write_fhir_bundle(
+            results,
+            out,
+            manifest=manifest,
+            embed_fields=embed_fields,
+            patient_system=patient_system,
+            specimen_system=specimen_system,
+        )
+    except (CytoscreenError, OSError) as err:
+        raise _fail(err) from None
+    for warning in done.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    states = ", ".join(f"{n} {state}" for state, n in sorted(done.states.items()))
+    console.print(
+        f"FHIR bundle: {done.n_reports} reports ({states}) -> {done.path}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@export_app.command("fhir")
+def export_fhir(
+    results: Annotated[Path, typer.Argument(help="Results folder written by `cytoscreen screen`.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Bundle to write (default RESULTS/fhir-bundle.json)."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Labelled manifest (CSV) whose patient_id / specimen_id columns name each "
+            "slide's patient and specimen (without it the reports name neither).",
+        ),
+    ] = None,
+    embed_fields: Annotated[
+        int,
+        typer.Option(
+            "--embed-fields",
+            min=0,
+            help="Embed the N best field images of each slide (base64) besides their URLs.",
+        ),
+    ] = 0,
+    patient_system: Annotated[
+        str | None,
+        typer.Option("--patient-system", help="Identifier system (URI) of the patient ids."),
+    ] = None,
+    specimen_system: Annotated[
+        str | None,
+        typer.Option("--specimen-system", help="Identifier system (URI) of the specimen ids."),
+    ] = None,
+) -> None:
+    """Write a results folder as one FHIR R4 Bundle: a preliminary DiagnosticReport per slide
+    with its Observations and field images (decision support, to be confirmed)."""
+    _write_fhir(
+        results,
+        out,
+        manifest=manifest,
+        embed_fields=embed_fields,
+        patient_system=patient_system,
+        specimen_system=specimen_system,
+    )
 
 
 @app.command()

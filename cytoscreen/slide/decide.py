@@ -18,6 +18,7 @@ estimate) is not judged on it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cytoscreen.errors import BadCalibration
@@ -26,6 +27,14 @@ from cytoscreen.slide.settings import TriageSettings
 from cytoscreen.types import Outcome, SlideScore, TriageDecision
 
 N_FIELD_REASONS = 3
+# The wording of the adequacy rules in a decision's reasons and warnings, spelled once here:
+# ``adequacy_findings`` reads a record's reasons back with it (the FHIR export's adequacy).
+NOT_ASSESSABLE = "not assessable: "  # the prefix of each reason a slide is not assessable
+TOO_FEW_CELLS = "too few cells"
+MOSTLY_OBSCURED = "cells mostly obscured"
+SCANTY_SLIDE = "scanty slide"
+OBSCURED_SLIDE = "slide with cells mostly obscured"
+REVIEWED_ANYWAY = "reviewed because it scores at/above threshold"
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,10 @@ def _problems(
             f"{s.cellularity:,} cells, below the minimum of {settings.min_cellularity:,} "
             f"for a {settings.preparation_name}"
         )
-        inadequate.append((f"too few cells: {cells}", f"scanty slide ({cells})"))
+        inadequate.append((f"{TOO_FEW_CELLS}: {cells}", f"{SCANTY_SLIDE} ({cells})"))
     if s.obscured is not None and is_obscured(s.obscured, settings):
         hidden = obscured_text(s.obscured, settings)
-        inadequate.append(
-            (f"cells mostly obscured: {hidden}", f"slide with cells mostly obscured ({hidden})")
-        )
+        inadequate.append((f"{MOSTLY_OBSCURED}: {hidden}", f"{OBSCURED_SLIDE} ({hidden})"))
     return out, inadequate
 
 
@@ -162,10 +169,10 @@ def decide(
     elif flagged:
         outcome = Outcome.REVIEW
         for _, note in inadequate:
-            warnings.append(f"{note} reviewed because it scores at/above threshold")
+            warnings.append(f"{note} {REVIEWED_ANYWAY}")
     else:
         outcome = Outcome.NEGATIVE
-    reasons = [f"not assessable: {p}" for p in problems] + _reasons(
+    reasons = [f"{NOT_ASSESSABLE}{p}" for p in problems] + _reasons(
         slide_score, threshold, settings
     )
     return TriageDecision(
@@ -174,4 +181,34 @@ def decide(
         threshold=threshold,
         reasons=tuple(reasons),
         warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class AdequacyFindings:
+    """What a decision's reasons and warnings say of the slide's adequacy rules (cell count,
+    obscured share): which failed, and whether the slide went to review all the same."""
+
+    too_few_cells: bool = False
+    mostly_obscured: bool = False
+    overridden: bool = False  # inadequate, but reviewed: it scores at/above the threshold
+
+    @property
+    def adequate(self) -> bool:
+        return not (self.too_few_cells or self.mostly_obscured)
+
+
+def adequacy_findings(reasons: Sequence[str], warnings: Sequence[str]) -> AdequacyFindings:
+    """The adequacy rules' verdict as a decision (:func:`decide`) wrote it: a rule that failed is
+    a not-assessable reason, or a warning when the slide was reviewed all the same."""
+    failed = {r.removeprefix(NOT_ASSESSABLE) for r in reasons if r.startswith(NOT_ASSESSABLE)}
+    overridden = [w for w in warnings if w.endswith(REVIEWED_ANYWAY)]
+    few = any(r.startswith(f"{TOO_FEW_CELLS}:") for r in failed)
+    hidden = any(r.startswith(f"{MOSTLY_OBSCURED}:") for r in failed)
+    few_reviewed = any(w.startswith(f"{SCANTY_SLIDE} (") for w in overridden)
+    hidden_reviewed = any(w.startswith(f"{OBSCURED_SLIDE} (") for w in overridden)
+    return AdequacyFindings(
+        too_few_cells=few or few_reviewed,
+        mostly_obscured=hidden or hidden_reviewed,
+        overridden=few_reviewed or hidden_reviewed,
     )
