@@ -285,7 +285,16 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "cytoscreen": cytoscreen.__version__}
-    for pkg in ("numpy", "torch", "timm", "zarr", "dask", "openslide-python", "tiffslide"):
+    for pkg in (
+        "numpy",
+        "torch",
+        "timm",
+        "zarr",
+        "dask",
+        "openslide-python",
+        "tiffslide",
+        "wsidicom",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

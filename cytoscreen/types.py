@@ -13,7 +13,7 @@ import numpy.typing as npt
 # The vocabularies of the settings, each spelled here once and imported everywhere else.
 # A "...Setting" is what a config key or a command-line flag accepts ("auto" lets the code
 # choose); the bare name is what was chosen.
-BackendName = Literal["openslide", "tiffslide"]  # the slide reader that opened a slide
+BackendName = Literal["openslide", "tiffslide", "wsidicom"]  # the reader that opened a slide
 BackendSetting = Literal["auto", BackendName]  # reader.backend, --backend
 Precision = Literal["fp32", "bf16", "fp16"]  # the arithmetic a model runs in
 PrecisionSetting = Literal["auto", Precision]  # scoring.precision, --precision

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cytoscreen.config import check_mpp
 from cytoscreen.errors import InvalidMpp, UnreadableSlide
+from cytoscreen.io.dicom import dicom_files, is_dicom_slide, slide_folder
 
 EDGE_BYTES = 4 * 1024 * 1024  # hashed in full at the start and at the end of the file
 BLOCK_BYTES = 64 * 1024  # size of each evenly spaced block in between
@@ -26,6 +27,27 @@ def _sample_spans(size: int) -> list[tuple[int, int]]:
     return spans
 
 
+def _file_digest(path: Path, digest: hashlib._Hash) -> None:
+    size = path.stat().st_size
+    digest.update(size.to_bytes(8, "little"))
+    with path.open("rb") as fh:
+        for offset, length in _sample_spans(size):
+            fh.seek(offset)
+            digest.update(fh.read(length))
+
+
+def _series_digest(folder: Path, digest: hashlib._Hash) -> None:
+    """A DICOM series: each file keyed as above, in an order set by content, not by name."""
+    keys = []
+    for f in dicom_files(folder):
+        one = hashlib.sha256(_SCHEME)
+        _file_digest(f, one)
+        keys.append(one.digest())
+    digest.update(b"dicom-series")
+    for k in sorted(keys):
+        digest.update(k)
+
+
 def slide_key(path: str | Path, *, mpp_override: float | None = None) -> str:
     """A 32-hex-digit identity of a slide's content (not its path), plus any mpp override.
 
@@ -39,17 +61,18 @@ def slide_key(path: str | Path, *, mpp_override: float | None = None) -> str:
     change with almost any rewrite, so this is accepted for speed. Two byte-identical copies
     share a key, which is intended: they share a cache.
 
+    A DICOM slide (a folder holding a series, or one ``.dcm`` file of it) is keyed by each of
+    its folder's ``.dcm`` files the same way, so renaming the files or the folder keeps the key.
+
     ``mpp_override`` is mixed in, because it changes which pixels a patch covers.
     """
     p = Path(path)
     try:
-        size = p.stat().st_size
         digest = hashlib.sha256(_SCHEME)
-        digest.update(size.to_bytes(8, "little"))
-        with p.open("rb") as fh:
-            for offset, length in _sample_spans(size):
-                fh.seek(offset)
-                digest.update(fh.read(length))
+        if is_dicom_slide(p):
+            _series_digest(slide_folder(p), digest)
+        else:
+            _file_digest(p, digest)
     except OSError as exc:
         raise UnreadableSlide(
             f"cannot read the file to key its cache ({exc.strerror or exc})",

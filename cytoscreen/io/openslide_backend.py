@@ -2,7 +2,10 @@
 
 Opens Aperio SVS, Hamamatsu NDPI/VMS, 3DHistech MRXS, Leica SCN, Philips TIFF, Ventana BIF,
 DICOM, Zeiss CZI and generic tiled TIFF. Only the vendor-neutral ``openslide.*`` properties are
-read; raw vendor properties (which can hold patient identity) never leave this module.
+read; raw vendor properties (which can hold patient identity, such as the ``dicom.*`` ones)
+never leave this module. A DICOM slide is a folder holding one series (or one ``.dcm`` file of
+it): the series is checked first (``cytoscreen.io.dicom.series_of``) and OpenSlide is given its
+full-resolution file, from which it finds the rest of the series in the folder.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from cytoscreen.io._common import (
     to_rgb_on_white,
 )
 from cytoscreen.io.base import RGBArray
+from cytoscreen.io.dicom import DicomSeries, is_dicom_slide, series_of
 from cytoscreen.types import SlideMeta
 
 
@@ -28,11 +32,16 @@ class OpenSlideReader(ReaderLifecycle):
 
     backend = "openslide"
 
-    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, mpp: float | None = None, series: DicomSeries | None = None
+    ) -> None:
         self.path = Path(path)
         self._mpp_override = mpp
+        if series is None and is_dicom_slide(self.path):
+            series = series_of(self.path)
+        target = series.base.path if series is not None else self.path
         try:
-            self._slide = openslide.OpenSlide(str(self.path))
+            self._slide = openslide.OpenSlide(str(target))
         except (openslide.OpenSlideError, OSError, ValueError) as exc:
             raise UnreadableSlide(f"OpenSlide cannot open it ({exc})", subject=self.path) from exc
         try:

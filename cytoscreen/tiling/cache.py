@@ -56,15 +56,18 @@ def open_cache(path: str | Path) -> PatchStore:
 
 
 def _versions(backend: str) -> dict[str, str]:
-    import openslide
-    import tiffslide
+    from importlib.metadata import version
 
-    lib = {"openslide": openslide.__version__, "tiffslide": tiffslide.__version__}
+    lib = {
+        "openslide": "openslide-python",
+        "tiffslide": "tiffslide",
+        "wsidicom": "wsidicom",
+    }
     return {
         "cytoscreen": cytoscreen.__version__,
         "zarr": zarr.__version__,
         "dask": dask.__version__,
-        backend: lib.get(backend, "unknown"),
+        backend: version(lib[backend]) if backend in lib else "unknown",
     }
 
 
