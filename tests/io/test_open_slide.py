@@ -88,7 +88,7 @@ def test_unreadable_files_are_named(
 
 
 def test_unknown_backend(cmu1_path: Path) -> None:
-    with pytest.raises(ValueError, match="auto, openslide or tiffslide"):
+    with pytest.raises(ValueError, match="auto, openslide, tiffslide or wsidicom"):
         open_slide(cmu1_path, "bioformats")  # type: ignore[arg-type]
 
 

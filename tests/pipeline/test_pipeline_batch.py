@@ -163,3 +163,33 @@ def test_summary_csv_quotes_commas_quotes_and_newlines() -> None:
     assert tuple(parsed[0]) == SUMMARY_COLUMNS
     assert parsed[0]["path"] == nasty and parsed[0]["error"] == 'bad "file", really'
     assert parsed[1]["top_field"] == "1;2;3;4" and parsed[1]["score"] == "0.9"
+
+
+def test_a_dicom_series_folder_is_one_slide(tmp_path: Path) -> None:
+    for rel in (
+        "cases/1.2.826.0.1.9/level-0.dcm",  # a folder named by its series UID
+        "cases/1.2.826.0.1.9/level-1.DCM",
+        "cases/1.2.826.0.1.9/label.dcm",
+        "cases/1.2.826.0.1.9/deeper/other.dcm",  # a sub-folder is a slide of its own
+        "cases/s1.svs",
+        "flat.dcm",  # .dcm files right in the input folder: the input folder is the slide
+    ):
+        _touch(tmp_path / rel)
+    slides = {s.relative: s for s in find_slides([tmp_path])}
+    assert sorted(slides) == [
+        "cases/1.2.826.0.1.9",
+        "cases/1.2.826.0.1.9/deeper",
+        "cases/s1.svs",
+        tmp_path.name,
+    ]
+    series = slides["cases/1.2.826.0.1.9"]
+    assert series.path == (tmp_path / "cases" / "1.2.826.0.1.9").resolve()
+    assert series.id.startswith("1.2.826.0.1.9-")  # the whole folder name, dots and all
+    assert slides[tmp_path.name].path == tmp_path.resolve()
+
+
+def test_dcm_files_given_directly_name_their_series_folder(tmp_path: Path) -> None:
+    a = _touch(tmp_path / "slideA" / "level-0.dcm")
+    b = _touch(tmp_path / "slideA" / "level-1.dcm")
+    slides = find_slides([a, b, tmp_path / "slideA"])
+    assert [(s.path, s.relative) for s in slides] == [((tmp_path / "slideA").resolve(), "slideA")]
