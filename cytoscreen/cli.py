@@ -101,7 +101,9 @@ def version() -> None:
 
 @app.command()
 def info(
-    slide: Annotated[Path, typer.Argument(help="A whole-slide image file.")],
+    slide: Annotated[
+        Path, typer.Argument(help="A whole-slide image file, or a folder of one DICOM series.")
+    ],
     backend: BackendOpt = "auto",
     mpp: MppOpt = None,
 ) -> None:
@@ -193,7 +195,9 @@ def _each(items: list[Path], work: Callable[[Path, Report], list[str]], table: T
 
 @app.command()
 def tile(
-    slides: Annotated[list[Path], typer.Argument(help="Whole-slide image files.")],
+    slides: Annotated[
+        list[Path], typer.Argument(help="Whole-slide image files, or DICOM series folders.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Cache directory for the Zarr stores.")],
     config: ConfigOpt = None,
     backend: BackendOverrideOpt = None,

@@ -362,7 +362,8 @@ def screen(
         raise CytoscreenError(
             "no slide files found",
             subject=", ".join(str(i) for i in inputs),
-            hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files, or the files",
+            hint="give a folder holding .svs/.tif/.tiff/.ndpi/.mrxs/... files or DICOM series "
+            "folders (.dcm), or the files",
         )
     for folder in (out, out / SLIDES_DIR, cache):
         private_dir(folder)
