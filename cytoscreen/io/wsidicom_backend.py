@@ -34,6 +34,22 @@ def level_downsamples(dims: tuple[tuple[int, int], ...]) -> tuple[float, ...]:
     return tuple((w0 / w + h0 / h) / 2.0 for w, h in dims)
 
 
+# wsidicom keeps up to 100 MB of decoded and 100 MB of encoded frames per open slide by
+# default; the tiler opens one reader per worker thread and reads each tile once, so the
+# caches are cut to OpenSlide's size (32 MiB), which still holds a viewer's neighbourhood.
+DECODED_CACHE_BYTES = 32 * 2**20
+ENCODED_CACHE_BYTES = 8 * 2**20
+
+
+def _settings() -> Any:
+    from wsidicom import Settings
+
+    return Settings(
+        decoded_frame_cache_size=DECODED_CACHE_BYTES,
+        encoded_frame_cache_size=ENCODED_CACHE_BYTES,
+    )
+
+
 class WsiDicomReader(ReaderLifecycle):
     """A DICOM WSI series opened with wsidicom. Pixels are RGB uint8, outside areas white."""
 
@@ -48,7 +64,7 @@ class WsiDicomReader(ReaderLifecycle):
         self._mpp_override = mpp
         series = series or series_of(self.path)
         try:
-            self._slide = WsiDicom.open([str(f) for f in series.files])
+            self._slide = WsiDicom.open([str(f) for f in series.files], settings=_settings())
         except Exception as exc:  # wsidicom raises many types for what it cannot use
             raise UnreadableSlide(
                 f"wsidicom cannot open the series ({type(exc).__name__}: {exc})",
