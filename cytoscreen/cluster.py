@@ -156,6 +156,7 @@ class ScorerPlugin(WorkerPlugin):
         self._lock = threading.Lock()
         self.score_lock = threading.Lock()
         self._scorers: dict[tuple[str, str, str], Scorer] = {}
+        self.loads = 0  # models loaded by this worker
         warm_up()  # the fork server of the slide readers' child processes
 
     def scorer(self, job: ScreenJob) -> Scorer:
@@ -164,6 +165,7 @@ class ScorerPlugin(WorkerPlugin):
             if key not in self._scorers:
                 self._scorers.clear()
                 self._scorers[key] = job.model.scorer(job.cfg)
+                self.loads += 1
             return self._scorers[key]
 
     def describe(self, job: ScreenJob) -> dict[str, str] | None:
@@ -328,10 +330,24 @@ class ClusterRun:
     scoring: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def _scheduler(self) -> str | None:
+        scheduler = self.client.scheduler
+        return str(scheduler.address) if scheduler is not None else None
+
     def check_workers(self) -> None:
-        """Refuse the run when a worker already connected cannot screen (another cytoscreen
-        version, a daemon process); workers that join later are checked by each task."""
-        facts = self.client.run(worker_facts)
+        """Refuse the run when a worker already connected cannot screen (cytoscreen missing or
+        of another version, a daemon process; workers that join later are checked by each
+        task), and give the workers the scorer plugin."""
+        try:
+            facts = self.client.run(worker_facts)
+            self.client.register_plugin(ScorerPlugin())
+        except Exception as exc:  # noqa: BLE001 - a worker that cannot load cytoscreen
+            raise ClusterError(
+                f"the workers cannot run cytoscreen ({type(exc).__name__}: {exc})",
+                subject=self._scheduler(),
+                hint="install the same cytoscreen (and its dependencies) on every worker as "
+                "on this machine",
+            ) from None
         bad = [
             f"{addr} ({info.get('host')}): {problem}"
             for addr, info in sorted(facts.items())
@@ -340,7 +356,7 @@ class ClusterRun:
         if bad:
             raise ClusterError(
                 "workers of the cluster cannot screen: " + "; ".join(bad),
-                subject=self.client.scheduler.address if self.client.scheduler else None,
+                subject=self._scheduler(),
             )
 
     def _failed(self, slide: SlideInput, err: BaseException, started: datetime) -> SlideResult:
@@ -362,7 +378,6 @@ class ClusterRun:
         from distributed import as_completed
 
         self.check_workers()
-        self.client.register_plugin(ScorerPlugin())
         started = datetime.now(UTC)
         bundled = self.job.model.dir.resolve() == DEFAULT_MODEL_DIR.resolve()
         token = f"{os.getpid()}-{time.time_ns()}"

@@ -110,7 +110,8 @@ class CacheConfig(_Section):
     @field_validator("scheduler_address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None and (v == "local" or v.startswith("local:")) and local_cluster_size(v) is None:
+        local = v is not None and (v == "local" or v.startswith("local:"))
+        if local and v is not None and local_cluster_size(v) is None:
             raise ValueError(
                 "give local:N (N workers on this machine, 1-256) or a dask scheduler's "
                 "address such as tcp://HOST:8786"

@@ -56,3 +56,9 @@ class HoldMidSlide(WorkerPlugin):
         import cytoscreen.stages as stages
 
         stages.write_fields = self._original  # type: ignore[assignment]
+
+
+def models_loaded(dask_worker: Any) -> int:
+    """How many times this worker loaded a model for cytoscreen (run by ``Client.run``)."""
+    plugin = dask_worker.plugins.get("cytoscreen-scorer")
+    return int(getattr(plugin, "loads", 0))

@@ -138,3 +138,40 @@ def test_the_job_travels_with_absolute_paths_and_tiles_on_the_worker(
     assert sent.run_key == job.run_key  # the same results: resume matches local records
     assert sent.calibration is not None and job.calibration is not None
     assert sent.calibration.calibration.threshold == job.calibration.calibration.threshold
+
+
+class _Client:
+    """What ``ClusterRun.check_workers`` asks of a distributed.Client."""
+
+    class scheduler:  # the attribute it reads, named as the client names it
+        address = "tcp://10.0.0.1:8786"
+
+    def __init__(self, facts: dict[str, dict[str, object]] | Exception) -> None:
+        self.facts = facts
+        self.plugins: list[object] = []
+
+    def run(self, fn: object) -> dict[str, dict[str, object]]:
+        if isinstance(self.facts, Exception):
+            raise self.facts
+        return self.facts
+
+    def register_plugin(self, plugin: object) -> None:
+        self.plugins.append(plugin)
+
+
+def test_workers_that_cannot_screen_stop_the_run_naming_them(job: ScreenJob) -> None:
+    from cytoscreen.cluster import ClusterRun, ScorerPlugin
+
+    good = {**worker_facts(), "daemon": False}
+    fine = _Client({"tcp://10.0.0.8:1": good})
+    ClusterRun(fine, job).check_workers()  # type: ignore[arg-type]
+    assert [type(p) for p in fine.plugins] == [ScorerPlugin]
+    mixed = _Client({WORKER: {**good, "daemon": True}, "tcp://10.0.0.8:1": good})
+    with pytest.raises(ClusterError) as err:
+        ClusterRun(mixed, job).check_workers()  # type: ignore[arg-type]
+    text = str(err.value)
+    assert WORKER in text and "DASK_DISTRIBUTED__WORKER__DAEMON=False" in text
+    assert "10.0.0.8" not in text and text.startswith("tcp://10.0.0.1:8786: ")
+    missing = _Client(ModuleNotFoundError("No module named 'cytoscreen'"))
+    with pytest.raises(ClusterError, match="same cytoscreen"):
+        ClusterRun(missing, job).check_workers()  # type: ignore[arg-type]

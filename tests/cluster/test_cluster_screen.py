@@ -28,7 +28,7 @@ from cytoscreen.pipeline import screen
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # cluster_helper: its plugins are pickled by reference
-from cluster_helper import CrashNamedSlides, HoldMidSlide  # noqa: E402
+from cluster_helper import CrashNamedSlides, HoldMidSlide, models_loaded  # noqa: E402
 from dask_procs import DaskCluster, dask_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -123,6 +123,11 @@ def test_cluster_run_equals_local_run_and_resumes(
     assert all(s["device"] == "cpu" for s in info["cluster"]["workers"].values())
     assert info["n_failed"] == 2
     print(f"cluster run: {time.monotonic() - t0:.1f} s")
+    from distributed import Client
+
+    with Client(cluster.address, timeout=30) as client:  # each worker loaded the model once
+        loaded = client.run(models_loaded)
+    assert set(loaded.values()) <= {0, 1} and sum(loaded.values()) >= 1, loaded
 
     # resume: finished slides are skipped, failed ones are tried again
     again = run_cli([slide_folder], out, "--scheduler", cluster.address)
@@ -191,6 +196,7 @@ def test_local_cluster_of_two_workers(
     _assert_equals_local(out, local_run, set(names))
 
 
+@pytest.mark.filterwarnings("ignore:Mismatched versions found")  # its own python, see below
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="runs a worker as another user (needs root and setpriv)",
