@@ -47,6 +47,15 @@ SchedulerOpt = Annotated[
     str | None,
     typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)."),
 ]
+ScreenSchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Screen each slide as a task on the dask.distributed cluster at this scheduler "
+        "(tcp://host:port; the slides, --out and the cache on storage every worker shares), "
+        "or on local:N, N worker processes started here.",
+    ),
+]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Local Dask workers.")]
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the bundled one).")
@@ -320,7 +329,7 @@ def screen(
     ] = False,
     backend: BackendOverrideOpt = None,
     mpp: MppOpt = None,
-    scheduler: SchedulerOpt = None,
+    scheduler: ScreenSchedulerOpt = None,
     workers: WorkersOpt = None,
     fhir: Annotated[
         Path | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -45,6 +46,15 @@ def check_mpp(value: float | None, *, what: str = "mpp") -> float | None:
             f"{MPP_MIN} and {MPP_MAX}, got {value!r}"
         )
     return v
+
+
+LOCAL_CLUSTER = re.compile(r"local:(\d+)")
+
+
+def local_cluster_size(address: str) -> int | None:
+    """N of a ``local:N`` scheduler address (1-256), else None."""
+    m = LOCAL_CLUSTER.fullmatch(address)
+    return int(m.group(1)) if m is not None and 1 <= int(m.group(1)) <= 256 else None
 
 
 class ReaderConfig(_Section):
@@ -92,8 +102,21 @@ class CacheConfig(_Section):
     compression: Literal["none", "lz4", "zstd"] = "lz4"  # codec of the images array
     compression_level: int = Field(1, ge=1, le=9)
     scheduler: Literal["threads", "processes", "synchronous"] = "threads"
-    scheduler_address: str | None = None  # dask.distributed scheduler, e.g. tcp://host:8786
+    # dask.distributed scheduler, e.g. tcp://host:8786, or local:N (a LocalCluster of N
+    # workers, for `screen`): `screen` runs each slide as a task there, `tile` its graph
+    scheduler_address: str | None = None
     workers: int = Field(2, ge=1, le=256)
+
+    @field_validator("scheduler_address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        local = v is not None and (v == "local" or v.startswith("local:"))
+        if local and v is not None and local_cluster_size(v) is None:
+            raise ValueError(
+                "give local:N (N workers on this machine, 1-256) or a dask scheduler's "
+                "address such as tcp://HOST:8786"
+            )
+        return v
 
 
 class ScoringConfig(_Section):

@@ -1,11 +1,14 @@
 """The batch driver: ``screen`` a folder of slides, the loop over them.
 
 The model, its calibration and its domain reference are resolved once per batch
-(``cytoscreen.resolve``). Each slide then goes through the stages of ``cytoscreen.stages``:
-tile (in a child process, so a native reader crash fails only that slide), score (in this
-process, with the batch's one scorer), aggregate and pick the suspicious fields, decide, and
-write the field tables and pictures into ``<out>/slides/<id>/`` with its ``SlideResult``
-record (``cytoscreen.slide_result``). A slide already finished with the same slide content,
+(``cytoscreen.resolve``) into a ``ScreenJob``. Each slide then goes through
+``slide_task.screen_one``: the stages of ``cytoscreen.stages`` (tile in a child process, so a
+native reader crash fails only that slide; score with the batch's one scorer; aggregate and
+pick the suspicious fields; decide; write the field tables and pictures into
+``<out>/slides/<id>/`` with its ``SlideResult`` record). Locally the slides run one after the
+other in this process; with ``cache.scheduler_address`` (``--scheduler``) each slide is a task
+on a dask.distributed worker (``cytoscreen.cluster``), and this process keeps the lock, the
+progress, resume and the summaries. A slide already finished with the same slide content,
 configuration, model and calibration is skipped; failed ones are retried. The summaries
 (``summary.csv``, ``results.json``) are rebuilt from every slide record present.
 """
@@ -13,17 +16,14 @@ configuration, model and calibration is skipped; failed ones are retried. The su
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import cytoscreen
-from cytoscreen import stages
 from cytoscreen.batch import (
     RunLock,
     SlideInput,
@@ -35,7 +35,6 @@ from cytoscreen.batch import (
 )
 from cytoscreen.config import Config, write_resolved
 from cytoscreen.errors import CytoscreenError
-from cytoscreen.io import slide_key
 from cytoscreen.outputs.summary import sort_key, summary_csv
 from cytoscreen.resolve import (
     CALIBRATION_NAME,
@@ -54,15 +53,13 @@ from cytoscreen.slide_result import (
     RESULT_FORMAT,
     SLIDES_DIR,
     SlideResult,
-    UnreadableResult,
     load_results,
-    read_result,
     slide_folder,
-    write_result,
 )
-from cytoscreen.types import scoring_kind
+from cytoscreen.slide_task import RESULT_SECTIONS, ScreenJob, screen_one
 
 if TYPE_CHECKING:
+    from cytoscreen.cluster import ClusterRun
     from cytoscreen.scoring.scorer import Scorer
 
 __all__ = [  # with names of cytoscreen.resolve, re-exported for scripts that import them here
@@ -73,6 +70,7 @@ __all__ = [  # with names of cytoscreen.resolve, re-exported for scripts that im
     "CalibrationChoice",
     "DomainChoice",
     "ModelChoice",
+    "ScreenJob",
     "ScreenObserver",
     "ScreenReport",
     "profile_cache",
@@ -85,12 +83,10 @@ __all__ = [  # with names of cytoscreen.resolve, re-exported for scripts that im
     "write_summaries",
 ]
 
-# Config sections that change a slide's result (not where caches live or how fast it runs).
-RESULT_SECTIONS = ("reader", "tiling", "foreground", "aggregation", "fields", "triage")
-
 
 class ScreenObserver(Protocol):
-    """What a front end (progress bars) hears about a run."""
+    """What a front end (progress bars) hears about a run. A cluster run reports no stages:
+    its slides are screened on the workers."""
 
     def run_started(self, slides: Sequence[SlideInput]) -> None: ...
 
@@ -110,154 +106,12 @@ class _Quiet:
         pass
 
 
-@dataclass
-class _Run:
-    cfg: Config
-    out_dir: Path
-    cache_dir: Path
-    model: ModelChoice
-    calibration: CalibrationChoice | None
-    observer: ScreenObserver
-    domain: DomainChoice | None = None
-    scorer: Scorer | None = None  # made on first use, then shared by every slide of the batch
-    warnings: list[str] = field(default_factory=list)  # about the whole run, shown once
-
-    def get_scorer(self) -> Scorer:
-        if self.scorer is None:
-            self.scorer = self.model.scorer(self.cfg)
-        return self.scorer
-
-    @property
-    def run_key(self) -> dict[str, Any]:
-        """What must match for a finished slide to be skipped (with the slide key)."""
-        return {
-            "config_hash": self.cfg.hash(*RESULT_SECTIONS),
-            "model_id": self.model.model_id,
-            "calibration_sha256": self.calibration.sha256 if self.calibration else None,
-            "domain_sha256": self.domain.sha256 if self.domain else None,
-        }
-
-
-@contextmanager
-def _stage(name: str, slide: SlideInput, run: _Run, timings: dict[str, float]) -> Iterator[None]:
-    """Announce stage ``name`` of ``slide`` and record its seconds in ``timings`` (only when it
-    finishes: a failed slide's timings list the stages it got through)."""
-    run.observer.stage(slide, name, 0, None)
-    t = time.perf_counter()
-    yield
-    timings[name] = time.perf_counter() - t
-
-
-def _process(
-    slide: SlideInput, run: _Run, provenance: dict[str, Any], timings: dict[str, float]
-) -> SlideResult:
-    """One slide through the stages (``cytoscreen.stages``): tile -> score -> aggregate ->
-    decide -> write; returns its record (without timings)."""
-    cfg, out = run.cfg, slide_folder(run.out_dir, slide.id)
-    cal = run.calibration.calibration if run.calibration else None
-    with _stage("tiling", slide, run, timings):
-        progress = partial(run.observer.stage, slide, "tiling")
-        store = stages.tile(slide, cfg, run.cache_dir, progress)
-    with _stage("scoring", slide, run, timings):
-        scored = stages.score(store, run.get_scorer(), cfg.scoring)
-    with _stage("deciding", slide, run, timings):
-        slide_score = stages.aggregate(scored, cfg, cal)
-        decided = stages.decide(scored, slide_score, cfg, cal, run.domain)
-        rows = stages.write_fields(out, slide.id, slide_score)
-    with _stage("images", slide, run, timings):
-        image_warnings = stages.draw_images(slide, out, scored, slide_score, decided.decision, cfg)
-    return stages.build_result(
-        provenance,
-        scored,
-        slide_score,
-        decided,
-        rows,
-        cfg=cfg,
-        scoring=run.get_scorer().describe(),
-        image_warnings=image_warnings,
-        run_warnings=run.warnings,
-    )
-
-
-def _error_text(err: BaseException, slide: SlideInput) -> str:
-    if isinstance(err, CytoscreenError):
-        return str(err)
-    return str(
-        CytoscreenError(
-            f"{type(err).__name__}: {err}",
-            subject=slide.path,
-            hint="this looks like a bug or a damaged file: rerun this slide alone with "
-            "`cytoscreen screen FILE` and report the message if it persists",
-        )
-    )
-
-
-def _same_scoring(previous: SlideResult, now: dict[str, str]) -> bool:
-    """Whether a finished result was scored with the runtime and precision this run uses (a
-    result from before these were recorded is not reused)."""
-    before = scoring_kind(previous.scoring)
-    return before is not None and before == scoring_kind(now)
-
-
-def _reusable(previous: SlideResult | None, key: str, run: _Run) -> bool:
-    """Whether ``previous`` finished this slide (content ``key``) as this run would."""
-    return (
-        previous is not None
-        and not previous.failed
-        and previous.slide_key == key
-        and all(getattr(previous, k) == v for k, v in run.run_key.items())
-        and _same_scoring(previous, run.get_scorer().describe())
-    )
-
-
-def screen_slide(slide: SlideInput, run: _Run) -> tuple[SlideResult, bool]:
-    """Screen one slide and write its record; returns (result, skipped). Never raises for a
-    problem with the slide: that becomes a result with status ``failed``."""
-    out = slide_folder(run.out_dir, slide.id)
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    provenance: dict[str, Any] = {
-        "format": RESULT_FORMAT,
-        "id": slide.id,
-        "path": str(slide.path),
-        "relative_path": slide.relative,
-        "version": cytoscreen.__version__,
-        "model_id": run.model.model_id,
-        "calibration": run.calibration.record() if run.calibration else None,
-        **run.run_key,
-    }
-    try:
-        private_dir(out)
-        key = slide_key(slide.path, mpp_override=run.cfg.reader.mpp_override)
-        provenance["slide_key"] = key
-        try:
-            previous = read_result(out)
-        except UnreadableResult:
-            previous = None  # damaged: screened again
-        if previous is not None and _reusable(previous, key, run):
-            return previous, True
-        result = _process(slide, run, provenance, timings)
-    except Exception as err:  # noqa: BLE001 - one bad slide must never stop the batch
-        result = SlideResult(
-            **provenance,
-            status="failed",
-            error=_error_text(err, slide),
-            outcome=None,
-            score=None,
-            threshold=None,
-            fields=(),
-        )
-    timings["total"] = time.perf_counter() - t0
-    stamped = result.model_copy(
-        update={
-            "timings": {k: round(v, 3) for k, v in timings.items()},
-            "started": started.isoformat(timespec="seconds"),
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-    )
-    write_result(out, stamped)
-    return stamped, False
+def screen_slide(
+    slide: SlideInput, job: ScreenJob, scorer: Scorer, observer: ScreenObserver | None = None
+) -> tuple[SlideResult, bool]:
+    """Screen one slide here with ``scorer`` and write its record; returns (result, skipped)
+    (``slide_task.screen_one``, which a cluster run's workers call too)."""
+    return screen_one(slide, job, lambda: scorer, observer)
 
 
 # ---------------------------------------------------------------- the run
@@ -279,6 +133,15 @@ class ScreenReport:
         for r in self.results:
             counts[r.state] = counts.get(r.state, 0) + 1
         return counts
+
+
+def _here(
+    slides: Sequence[SlideInput], job: ScreenJob, scorer: Scorer, observer: ScreenObserver
+) -> Iterator[tuple[SlideInput, SlideResult, bool]]:
+    """The slides screened one after the other in this process: (slide, result, skipped)."""
+    for s in slides:
+        result, skipped = screen_slide(s, job, scorer, observer)
+        yield s, result, skipped
 
 
 def _versions() -> dict[str, str]:
@@ -348,7 +211,13 @@ def screen(
     """
     out = Path(out_dir)
     obs = observer or _Quiet()
-    warm_up()  # the slide workers' imports overlap with loading the model
+    address = cfg.cache.scheduler_address
+    if address is None:
+        warm_up()  # the slide workers' imports overlap with loading the model
+    else:
+        from cytoscreen.cluster import local_workers
+
+        local_workers(address)  # a bad local:N stops the run before anything is written
     model = resolve_model(cfg, Path(model_dir) if model_dir else None)
     cal = (
         None
@@ -370,12 +239,19 @@ def screen(
     for s in slides:  # a planted link would send this slide's records elsewhere
         if slide_folder(out, s.id).is_symlink():
             private_dir(slide_folder(out, s.id))
-    with RunLock(out):
-        run = _Run(cfg, out, cache, model, cal, obs, domain=domain)
-        run.get_scorer()  # before any tiling: a model that cannot score stops the run here
-        mismatch = cal.calibration.scoring_differs(run.get_scorer().describe()) if cal else None
-        if mismatch:
-            run.warnings.append(f"calibration: {mismatch}")
+    with RunLock(out), ExitStack() as stack:
+        job = ScreenJob(cfg, out, cache, model, cal, domain)
+        cluster: ClusterRun | None = None
+        scoring: dict[str, str] | None = None
+        warnings: list[str] = []
+        if address is None:
+            scorer = model.scorer(cfg)  # before any tiling: a model that cannot score stops here
+            scoring = scorer.describe()
+            warnings = job.run_warnings(scoring)
+        else:
+            from cytoscreen.cluster import ClusterRun, cluster_job, connect
+
+            cluster = ClusterRun(stack.enter_context(connect(address)), cluster_job(job))
         info: dict[str, Any] = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,
@@ -389,22 +265,28 @@ def screen(
             "calibration": cal.record() if cal else None,
             "domain_reference": domain.record() if domain else None,
             "versions": _versions(),
-            "scoring": run.get_scorer().describe(),  # runtime, precision, device actually used
-            "warnings": run.warnings,
+            # runtime, precision, device actually used (a cluster run: each worker's, below)
+            "scoring": scoring,
+            "warnings": warnings,
         }
+        if cluster is not None:
+            info["cluster"] = {"scheduler": address, "workers": {}, "slides": {}}
         write_resolved(cfg, out)
         write_json_atomic(out / "run.json", info)
         obs.run_started(slides)
         results, skipped = [], []
-        for s in slides:
-            result, was_skipped = screen_slide(s, run)
+        done = _here(slides, job, scorer, obs) if cluster is None else cluster.screen(slides)
+        for s, result, was_skipped in done:
             results.append(result)
             if was_skipped:
                 skipped.append(s.id)
             obs.slide_finished(s, result, was_skipped)
+        if cluster is not None:
+            warnings.extend(cluster.warnings)
+            info["cluster"].update(workers=cluster.scoring, slides=cluster.slides)
         info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         info["n_failed"] = sum(r.failed for r in results)
         write_json_atomic(out / "run.json", info)
         write_summaries(out, info)
     results.sort(key=sort_key)
-    return ScreenReport(out, results, skipped, list(run.warnings))
+    return ScreenReport(out, results, skipped, warnings)

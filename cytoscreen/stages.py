@@ -2,7 +2,7 @@
 
 Each stage takes and returns typed values, so each can be run and tested on its own (on a
 small patch store) without ``pipeline.screen``, which calls them in order for every slide
-(``pipeline._process``) and times them:
+(``slide_task._process``, locally or on a cluster worker) and times them:
 
 - :func:`tile`: the slide -> its patch store (in a child process: a native reader crash fails
   only that slide);

@@ -2,7 +2,9 @@
 becomes that slide's failure instead of the end of the batch.
 
 The child is started from a fork server (cheap, and it never inherits the parent's threads,
-torch or open slides) and sends progress and its result back through a queue. An exception in
+torch or open slides) and sends progress and its result back through a queue. A child whose
+caller dies (a killed screen, a killed dask worker) exits at once instead of writing on into a
+patch cache that a rerun, or the worker that took over the slide, is writing too. An exception in
 the child comes back as the same ``CytoscreenError`` class (message, slide and hint kept);
 any other exception becomes a ``CytoscreenError`` naming its type.
 """
@@ -10,9 +12,13 @@ any other exception becomes a ``CytoscreenError`` naming its type.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
+import select
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +30,8 @@ ProgressFn = Callable[[int, int], None]
 # imported once by the fork server, so that each slide's child starts with them loaded
 _PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache", "cytoscreen.outputs.images"]
 _POLL_S = 0.1
+_PARENT_POLL_S = 0.5
+ORPHAN_EXIT = 70  # the status of a child that exited because its parent died
 _UNEXPECTED_HINT = (
     "the file may be damaged, or this is a bug: check the file, rerun this slide alone and "
     "report the message if it persists"
@@ -55,7 +63,41 @@ def warm_up() -> None:
         forkserver.ensure_running()
 
 
-def _child(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], q: Any) -> None:
+def _exit_with(parent: int) -> None:
+    """Exit this process (status ``ORPHAN_EXIT``) as soon as process ``parent`` is gone.
+
+    Its own parent is the fork server, which outlives the process that asked for the child
+    as long as the child runs, so the child watches that process: through a pidfd where there
+    is one (Linux 5.3: no polling, no reused ids), else by its id every ``_PARENT_POLL_S``.
+    """
+    try:
+        fd: int | None = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(ORPHAN_EXIT)
+    except (AttributeError, OSError):  # no pidfd here
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+            os._exit(ORPHAN_EXIT)
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(ORPHAN_EXIT)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _child(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], q: Any, parent: int
+) -> None:
+    _exit_with(parent)
+
     def progress(done: int, total: int) -> None:
         q.put(("progress", (int(done), int(total))))
 
@@ -104,7 +146,7 @@ def run_isolated(
     q = ctx.Queue()
     if progress is not None:
         kwargs["_with_progress"] = True
-    proc = ctx.Process(target=_child, args=(fn, args, kwargs, q), daemon=True)
+    proc = ctx.Process(target=_child, args=(fn, args, kwargs, q, os.getpid()), daemon=True)
     proc.start()
     try:
         while True:

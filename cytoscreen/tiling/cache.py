@@ -23,8 +23,8 @@ from dask.callbacks import Callback
 from dask.delayed import Delayed
 
 import cytoscreen
-from cytoscreen.config import TILING_SECTIONS, Config
-from cytoscreen.errors import CacheMismatch
+from cytoscreen.config import TILING_SECTIONS, Config, local_cluster_size
+from cytoscreen.errors import CacheMismatch, ConfigError
 from cytoscreen.io import fast_backend, open_slide, slide_key
 from cytoscreen.io.base import SlideReader
 from cytoscreen.tiling.blocks import Block, SlideSource, read_block
@@ -183,6 +183,13 @@ def _run(
     if client is None and cfg.cache.scheduler_address:
         from distributed import Client
 
+        if local_cluster_size(cfg.cache.scheduler_address) is not None:
+            raise ConfigError(
+                "a local:N cluster screens whole slides; it does not tile one",
+                subject="--scheduler",
+                hint="`cytoscreen tile` runs its graph on local threads (--workers) or on a "
+                "cluster's scheduler address (tcp://HOST:8786)",
+            )
         with Client(cfg.cache.scheduler_address) as own:
             _run(writes, cfg, own, progress, done, total)
         return

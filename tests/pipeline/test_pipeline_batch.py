@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +140,47 @@ def test_child_errors_come_back_with_their_class(tmp_path: Path) -> None:
     with pytest.raises(UnreadableSlide, match="junk.svs"):
         run_isolated(open_slide, junk, slide=str(junk))
     assert run_isolated(divmod, 7, 2, slide="-") == (3, 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_child_exits_when_the_process_that_started_it_dies(tmp_path: Path) -> None:
+    """A killed screen (or dask worker) leaves no slide reader writing on: its child exits."""
+    pids = tmp_path / "pids"
+    script = (
+        "import os\n"
+        "from cytoscreen.batch import run_isolated\n"
+        f"run_isolated(os.system, 'echo $$ $PPID > {pids}.tmp; mv {pids}.tmp {pids}; "
+        "exec sleep 60', slide='-')\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    shell = child = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not pids.exists():
+            assert time.monotonic() < deadline and parent.poll() is None, "no child started"
+            time.sleep(0.05)
+        shell, child = map(int, pids.read_text().split())  # the sleep, and the child running it
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the child outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in (shell, child):  # processes this test started, by their ids
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie awaiting its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_summary_csv_quotes_commas_quotes_and_newlines() -> None:
