@@ -10,7 +10,10 @@ cell is then scored against a background the threshold was never set on.
 the 90th and 99th percentiles); ``fit_score_reference`` takes the median and a robust spread of
 each over the calibration negatives; ``check_scores`` gives the robust z of a slide's
 statistics, two-sided (a background scored lower than usual can hide an abnormal cell just as
-a higher one can). A slide beyond the limit is never called negative (``slide.decide``).
+a higher one can), and on the low side also the range of the calibration negatives: a slide
+whose quantile lies below every calibration negative's is unlike all of them (since
+2026-12-07: a shifted one-abnormal-cell slide at z -3.5, inside the limit of 4, scored just
+below the threshold). A slide beyond either is never called negative (``slide.decide``).
 Pure numpy.
 """
 
@@ -124,6 +127,17 @@ def check_scores(stats: Mapping[str, float] | None, ref: ScoreReference) -> Scor
         return ScoreCheck(max((abs(v) for v in z.values()), default=0.0), z, False, True, note)
     worst = max(z, key=lambda k: abs(z[k]))
     shift = abs(z[worst])
+    below_all = [k for k in z if stats[k] < ref.minimum[k]]
+    if shift <= ref.limit and below_all:
+        # scored lower than every calibration negative: the dangerous direction (a background
+        # scored low can carry one abnormal cell below the threshold), so the range of the
+        # calibration negatives bounds it, not only the robust z
+        k = min(below_all, key=lambda name: z[name])
+        note = (
+            f"the {k[1:]}th percentile of its patch scores lies below every calibration "
+            f"negative's (log-odds {stats[k]:.2f} < {ref.minimum[k]:.2f}; z={z[k]:+.1f})"
+        )
+        return ScoreCheck(shift, z, False, True, note)
     applicable = shift <= ref.limit
     where = "above" if z[worst] > 0 else "below"
     pct = worst[1:]

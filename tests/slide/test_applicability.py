@@ -49,6 +49,22 @@ def test_shifted_backgrounds_fail_the_check_both_ways() -> None:
         fit_score_reference(stats[:3], limit=4.0, source="x")  # type: ignore[arg-type]
 
 
+def test_a_background_scored_below_every_calibration_negative_is_unlike_them() -> None:
+    """Within the z limit but below the lowest calibration negative on some quantile: the
+    threshold was never measured on a background scored that low (the dangerous side)."""
+    rng = np.random.default_rng(2)
+    stats = [score_stats(_slide(rng, rng.normal(0, 0.2))) for _ in range(40)]
+    ref = fit_score_reference([s for s in stats if s is not None], limit=4.0, source="test")
+    centre = ref.centre["q99"]
+    low = dict(ref.centre, q99=ref.minimum["q99"] - 0.05, n=400.0)
+    check = check_scores(low, ref)
+    assert abs(check.z["q99"]) <= 4.0  # the z limit alone would have let it through
+    assert not check.applicable and "below every calibration negative's" in check.note
+    high = dict(ref.centre, q99=ref.maximum["q99"] + 0.05, n=400.0)  # above the range: z rules
+    assert check_scores(high, ref).applicable
+    assert check_scores(dict(ref.centre, q99=centre, n=400.0), ref).applicable
+
+
 def test_a_slide_smaller_than_every_calibration_slide_is_unlike_them() -> None:
     rng = np.random.default_rng(1)
     stats = [score_stats(_slide(rng, rng.normal(0, 0.2))) for _ in range(20)]
