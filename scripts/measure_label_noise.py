@@ -97,8 +97,10 @@ def main() -> None:
 
     p = np.concatenate([v[0] for v in negatives.values()])
     d = np.concatenate([v[1] for v in negatives.values()])
-    print(f"{len(negatives)} adequate negatives ({p.size} scored patches), {len(positives)} "
-          "positives; patch centre to the nearest labelled abnormal nucleus of its source field")  # fmt: skip
+    print(
+        f"{len(negatives)} adequate negatives ({p.size} scored patches), {len(positives)} "
+        "positives; patch centre to the nearest labelled abnormal nucleus of its source field"
+    )
     print(f"{'distance (field px)':<26}{'patches':>9}{'>=0.5':>9}{'>=0.9':>9}{'>=0.99':>9}")
     rows = [(f"{lo:g}-{hi:g}", (d >= lo) & (d < hi)) for lo, hi in BANDS]
     rows.append(("fields with no abnormal", d == FAR))
