@@ -119,7 +119,7 @@ probability that the patch holds at least one abnormal squamous cell (ASC-US or 
 ## Validation (val fields never seen in training; patch level)
 Validation examples by class: {vc}; by category: {extra["val_categories"]}. Cells: each
 labelled cell of the val fields inside its own piece on glass ({extra["skipped_nilm"]} NILM
-cells with an abnormal nucleus in view left out); windows: fixed windows of
+cells near a labelled abnormal nucleus left out); windows: fixed windows of
 {ctx.val_slides} virtual val slides, half holding an abnormal nucleus.
 - AUC, all val patches: {_fmt(v["patch_auc"])} (bootstrap).{cells_line(v)}{windows_line(v)}
 - At score >= {THRESHOLD} (fixed in advance, not the slide operating point), on the cells:
