@@ -178,6 +178,7 @@ def decide_all(work: Path) -> None:
     from cytoscreen.manifest import read_manifest
     from cytoscreen.pipeline import screen
     from cytoscreen.strata import abnormal_stratum
+    from cytoscreen.types import Outcome
 
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
     report = screen(folders, work / "decided", load_config(), cache_dir=work / "cache")
@@ -185,17 +186,20 @@ def decide_all(work: Path) -> None:
     outcomes: Counter[tuple[str, str, str]] = Counter()
     pos = negative_calls = below = 0
     for r in report.results:
-        row = rows[str(Path(r["path"]).resolve())]
+        if r.path is None:
+            print(f"  failed: {r.id}: {r.error}")
+            continue
+        row = rows[str(Path(r.path).resolve())]
         n = int(float(row.extra.get("n_abnormal") or 0))
         stratum = abnormal_stratum(n) if row.positive else "0"
-        outcomes[("positive" if row.positive else "negative", stratum, str(r.get("outcome")))] += 1
+        outcome = str(r.outcome.value if r.outcome is not None else None)
+        outcomes[("positive" if row.positive else "negative", stratum, outcome)] += 1
         if row.positive:
             pos += 1
-            negative_calls += r.get("outcome") == "negative"
-            score, thr = r.get("score"), r.get("threshold")
-            below += score is not None and thr is not None and score < thr
-        if r.get("outcome") == "not_assessable":
-            print(f"  not assessable: {r['id']}: {r['reasons'][0]}")
+            negative_calls += r.outcome is Outcome.NEGATIVE
+            below += r.score is not None and r.threshold is not None and r.score < r.threshold
+        if r.outcome is Outcome.NOT_ASSESSABLE:
+            print(f"  not assessable: {r.id}: {r.reasons[0]}")
     for (label, stratum, outcome), k in sorted(outcomes.items()):
         print(f"  {label:<9} abnormal cells {stratum:<7} {outcome:<15} {k}")
     print(f"positives called NEGATIVE: {_prop(negative_calls, pos)}; positives scoring below "
