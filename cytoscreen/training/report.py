@@ -52,7 +52,8 @@ def test_report(
     how = scorer.describe()
     notes = (
         f"test fields only: {int(test.part(CELLS).sum())} cells (each inside its own piece; "
-        f"{test.skipped_nilm} NILM cells near a labelled abnormal nucleus left out: synth.fields.NEGATIVE_CLEARANCE) and "
+        f"{test.skipped_nilm} NILM cells near a labelled abnormal nucleus left out: "
+        "synth.fields.NEGATIVE_CLEARANCE) and "
         f"{int(test.part(SLIDES).sum())} windows of virtual test slides; operating point "
         f"{threshold:.4g} (the calibrated slide threshold of rule {rule}, applied to each "
         f"patch); scored with {how['runtime']} {how['precision']}"
