@@ -75,6 +75,22 @@ def _cric_manifest() -> Path:
     return (find_full_set() or CHECKOUT_CRIC) / "manifest.csv"
 
 
+CricManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="CRIC manifest.csv (default: in $CYTOSCREEN_CRIC_DIR, or ../shared/data/cric/ "
+        "from a source checkout's root).",
+    ),
+]
+CricSplitsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--splits",
+        help="Split file by image (default data_manifests/cric_splits.json, from a source "
+        "checkout's root).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in defaults).")
 ]
@@ -882,22 +898,8 @@ def review(
 @app.command()
 def evaluate(
     model: ModelOpt = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest",
-            help="CRIC manifest.csv (default: in $CYTOSCREEN_CRIC_DIR, or ../shared/data/cric/ "
-            "from a source checkout's root).",
-        ),
-    ] = None,
-    splits: Annotated[
-        Path | None,
-        typer.Option(
-            "--splits",
-            help="Split file by image (default data_manifests/cric_splits.json, from a source "
-            "checkout's root).",
-        ),
-    ] = None,
+    manifest: CricManifestOpt = None,
+    splits: CricSplitsOpt = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -966,22 +968,8 @@ def train(
             "root).",
         ),
     ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest",
-            help="CRIC manifest.csv (default: in $CYTOSCREEN_CRIC_DIR, or ../shared/data/cric/ "
-            "from a source checkout's root).",
-        ),
-    ] = None,
-    splits: Annotated[
-        Path | None,
-        typer.Option(
-            "--splits",
-            help="Split file by image (default data_manifests/cric_splits.json, from a source "
-            "checkout's root).",
-        ),
-    ] = None,
+    manifest: CricManifestOpt = None,
+    splits: CricSplitsOpt = None,
     reviews: Annotated[
         list[Path] | None,
         typer.Option(
