@@ -24,14 +24,15 @@ lives. Figures describe generated slides, not clinical performance.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from cytoscreen.slide_result import load_results
 from cytoscreen.synth.cric import read_cric
+from cytoscreen.synth.slide import load_truth
 from cytoscreen.tiling.store import PatchStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,44 +55,48 @@ def main() -> None:
 
     crops = read_cric(args.cric / "manifest.csv", check_files=False)
     by_id = {c.cell_id: c for c in crops}
-    abnormal: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for c in crops:
         if c.abnormal:
-            abnormal[c.image_id].append((float(c.nucleus_x), float(c.nucleus_y)))
+            points[c.image_id].append((float(c.nucleus_x), float(c.nucleus_y)))
+    abnormal = {k: np.array(v) for k, v in points.items()}  # (M, 2) per field
+    none = np.empty((0, 2))
 
     negatives: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     positives: list[np.ndarray] = []
-    for path in sorted(args.results.glob("slides/*/result.json")):
-        r = json.loads(path.read_text())
-        truth = json.loads(Path(r["path"]).with_suffix(".cells.json").read_text())
-        store = PatchStore.open(r["cache"])
-        scores = store.scores(r["model_id"])
+    for r in load_results(args.results):
+        if r.path is None or r.cache is None or r.model_id is None:
+            continue  # a failed slide
+        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
+        store = PatchStore.open(r.cache)
+        scores = store.scores(r.model_id)
         if scores is None:
-            raise SystemExit(f"{r['id']}: no scores of {r['model_id']} in {r['cache']}")
+            raise SystemExit(f"{r.id}: no scores of {r.model_id} in {r.cache}")
         prob = np.asarray(scores.stage()[:], float)
-        if truth["label"] == "positive":
+        if truth.label == "positive":
             positives.append(prob[~np.isnan(prob)])
             continue
-        if truth["label"] != "negative" or truth["n_cells"] < ADEQUATE:
+        if truth.label != "negative" or len(truth.cells) < ADEQUATE:
             continue
         side = round(store.attrs.size_l0)
         cells = defaultdict(list)
-        for c in truth["cells"]:
-            cells[(int(c["x"]) // side, int(c["y"]) // side)].append(c)
+        for c in truth.cells:
+            cells[(int(c.x) // side, int(c.y) // side)].append(c)
         dist = np.full(len(prob), NO_CELL)
         for i, (x, y) in enumerate(store.coords):
             held = cells.get((int(x) // side, int(y) // side), ())
             if held:
                 dist[i] = FAR
             for c in held:
-                crop = by_id[int(c["cric_cell_id"])]
+                crop = by_id[c.cric_cell_id]
                 # the patch centre in the source field's coordinates
-                fx = x + side / 2 + crop.nucleus_x - c["x"]
-                fy = y + side / 2 + crop.nucleus_y - c["y"]
-                for ax, ay in abnormal[crop.image_id]:
-                    dist[i] = min(dist[i], float(np.hypot(ax - fx, ay - fy)))
+                fx = x + side / 2 + crop.nucleus_x - c.x
+                fy = y + side / 2 + crop.nucleus_y - c.y
+                ab = abnormal.get(crop.image_id, none)
+                if ab.size:
+                    dist[i] = min(dist[i], float(np.hypot(ab[:, 0] - fx, ab[:, 1] - fy).min()))
         ok = ~np.isnan(prob)
-        negatives[r["id"]] = (prob[ok], dist[ok])
+        negatives[r.id] = (prob[ok], dist[ok])
     if not negatives or not positives:
         raise SystemExit(f"{args.results}: needs adequate negative and positive slides")
 
