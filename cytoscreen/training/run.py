@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from cytoscreen.errors import BadManifest, CytoscreenError, NotAResultsFolder
 from cytoscreen.scoring.card import BUNDLED_MODEL_DIR, Metric, ModelCard
@@ -256,11 +257,14 @@ def hard_negatives(
     windows = [w for w in (slides.negative_window(rng) for _ in range(ctx.hard_pool)) if w]
     scorer = Scorer.load(cfg.init, "cpu", "auto", runtime="auto")
     scores = np.zeros(len(windows), np.float32)
+    kept: dict[int, npt.NDArray[np.uint8]] = {}  # the best so far, each window rendered once
     step = 256
     for start in range(0, len(windows), step):
         batch = np.stack([slides.render(*w) for w in windows[start : start + step]])
         scores[start : start + step] = positive_scores(scorer, batch)
-    keep = np.argsort(-scores)[: ctx.hard_keep]
+        best = np.argsort(-scores[: start + len(batch)], kind="stable")[: ctx.hard_keep]
+        kept = {int(i): kept[int(i)] if i < start else batch[int(i) - start].copy() for i in best}
+    keep = np.argsort(-scores, kind="stable")[: ctx.hard_keep]
     say(
         f"hard negatives: kept the {keep.size} of {len(windows)} NILM windows the starting model "
         f"scores highest (scores {float(scores[keep].min()):.3f}-{float(scores[keep].max()):.3f}; "
@@ -268,7 +272,7 @@ def hard_negatives(
     )
     return [
         LabelledPatch(
-            image=slides.render(*windows[i]),
+            image=kept[i],
             label=0,
             group=f"hard:{int(i)}",
             category="hard_nilm",

@@ -159,10 +159,23 @@ def test_hard_negatives_are_the_windows_the_starting_model_scores_highest(
     )  # fmt: skip
     cfg = TrainConfig(patch_px=32, init=str(model_dir), context={"hard_pool": 40, "hard_keep": 5})
     said: list[str] = []
+    renders = []
+    render = vs.render
+    vs.render = lambda *w: renders.append(w) or render(*w)  # type: ignore[method-assign]
     hard = hard_negatives(cfg, vs, said.append)
+    vs.render = render  # type: ignore[method-assign]
     assert len(hard) == 5 and all(p.label == 0 and p.kind == "hard" for p in hard)
     assert all(p.image.shape == (32, 32, 3) for p in hard)
     assert "kept the 5 of 40" in said[0]
+    assert len(renders) == 40  # each window rendered once, the kept ones not again
+    # the kept images are the windows the model scores highest, best first
+    from cytoscreen.scoring.scorer import Scorer
+    from cytoscreen.training.run import positive_scores
+
+    scorer = Scorer.load(model_dir, "cpu", "auto", runtime="auto")
+    everything = positive_scores(scorer, np.stack([render(*w) for w in renders]))
+    kept = positive_scores(scorer, np.stack([p.image for p in hard]))
+    np.testing.assert_allclose(kept, np.sort(everything)[::-1][:5], atol=1e-5)
     assert hard_negatives(TrainConfig(patch_px=32), vs, said.append) == []
     with pytest.raises(CytoscreenError, match="starting model"):
         hard_negatives(
