@@ -17,6 +17,7 @@ import numpy as np
 
 from cytoscreen.batch import file_sha256, write_text_atomic
 from cytoscreen.errors import BadCalibration, CacheMismatch
+from cytoscreen.fsutil import shown_path
 from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
 from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_stats
@@ -197,8 +198,8 @@ def calibrate_from_results(
         labels,
         model_id=models.pop(),
         rule=rule,
-        data_source=f"manifest {manifest.resolve()} (sha256 {digest}): {len(used)} slides "
-        f"screened into {Path(results_dir).resolve()}",
+        data_source=f"manifest {shown_path(manifest)} (sha256 {digest}): {len(used)} slides "
+        f"screened into {shown_path(results_dir)}",
         target_sensitivity=target_sensitivity,
         confidence=confidence,
         scoring=dict(zip(SCORING_KEYS, made, strict=True)) if made else None,

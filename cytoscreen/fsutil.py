@@ -92,3 +92,14 @@ def private_dir(path: str | Path) -> Path:
     if not p.is_dir() or p.is_symlink():
         raise WriteFailed("is not a folder", subject=p, hint="give a folder path")
     return p
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a record should show it: relative to the working directory when it lies
+    under it (a calibration made in a checkout then names ``work/...``, not one machine's
+    absolute path), else absolute."""
+    full = Path(path).resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(full)
