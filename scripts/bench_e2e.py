@@ -17,9 +17,12 @@ TIAToolbox's PatchPredictor in its own virtual environment (created with
 is never imported into cytoscreen's environment). This file is also the worker there
 (``--tia-worker``): it imports only TIAToolbox, torch and timm. TIAToolbox gets:
 
-  * the same network: timm ``efficientnet_lite0`` with 2 classes (random weights: speed only),
-    given to PatchPredictor as a custom model object;
-  * the same patch geometry: 224 px at 0.5 um/px, stride 224;
+  * a timm network with 2 classes (random weights: speed only), given to PatchPredictor as a
+    custom model object: ``resnet18`` (TIAToolbox's usual patch classifier, the speed issue's
+    reference) and ``efficientnet_lite0`` (the bundled model's network), one run each
+    (``--tia-arch``);
+  * the same patch geometry: 224 px at the bundled model's resolution (its card's mpp,
+    0.25 um/px since issue 13), stride 224;
   * the same patches: a mask drawn from the coordinates cytoscreen tiled (so both score the same
     cell-bearing area; TIAToolbox's own Otsu mask is not used);
   * the same threads (torch.set_num_threads = cores) and batch size (cytoscreen's config).
@@ -48,13 +51,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cytoscreen.slide_result import load_results
-
 REPO = Path(__file__).resolve().parents[1]
 MPP = 0.25
-TARGET_MPP = 0.5
 PATCH = 224
-ARCH = "efficientnet_lite0"
+TIA_ARCHS = ("resnet18", "efficientnet_lite0")
 DEFAULT_WORK = Path("/tmp/cytoscreen-bench")
 DEFAULT_TIA_VENV = Path("/tmp/tiatoolbox-venv")
 
@@ -133,6 +133,8 @@ class ScreenRun:
 
 
 def run_screen(slide: Path, size: int, work: Path) -> ScreenRun:
+    # driver side only: the same file runs as the TIAToolbox worker, where cytoscreen is absent
+    from cytoscreen.slide_result import load_results
     from cytoscreen.synth.slide import load_truth, truth_paths
 
     out, cache = work / f"e2e-out-{size}", work / f"e2e-cache-{size}"
@@ -202,7 +204,16 @@ def ensure_tia_venv(venv: Path) -> Path:
 
 
 def run_tia(
-    py: Path, slide: Path, mask: Path, work: Path, batch: int, threads: int, loader_workers: int
+    py: Path,
+    slide: Path,
+    mask: Path,
+    work: Path,
+    *,
+    arch: str,
+    target_mpp: float,
+    batch: int,
+    threads: int,
+    loader_workers: int,
 ) -> dict[str, Any]:
     """Two TIAToolbox processes: ``stages`` (reading alone, model alone), then ``run``
     (PatchPredictor.run alone, so its wall time and peak memory are its own)."""
@@ -222,6 +233,8 @@ def run_tia(
             "threads": threads,
             "loader_workers": loader_workers,
             "mpp": MPP,
+            "target_mpp": target_mpp,
+            "arch": arch,
         }
         cmd = [str(py), str(Path(__file__).resolve()), "--tia-worker", json.dumps(job)]
         m = run_measured(cmd)
@@ -256,7 +269,7 @@ def tia_worker(job: dict[str, Any]) -> None:  # pragma: no cover - runs in the T
 
         def __init__(self) -> None:
             super().__init__()
-            self.net = timm.create_model(ARCH, pretrained=False, num_classes=2)
+            self.net = timm.create_model(job["arch"], pretrained=False, num_classes=2)
             cfg = timm.data.resolve_model_data_config(self.net)
             self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255.0)
             self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255.0)
@@ -272,7 +285,7 @@ def tia_worker(job: dict[str, Any]) -> None:  # pragma: no cover - runs in the T
                 return model(torch.as_tensor(batch_data).to(device)).cpu().numpy()
 
     ioconfig = IOPatchPredictorConfig(
-        input_resolutions=[{"units": "mpp", "resolution": TARGET_MPP}],
+        input_resolutions=[{"units": "mpp", "resolution": float(job["target_mpp"])}],
         patch_input_shape=(PATCH, PATCH),
         stride_shape=(PATCH, PATCH),
     )
@@ -332,7 +345,7 @@ def rate(n: float, s: float) -> str:
     return f"{n / s:,.1f}" if s > 0 else "-"
 
 
-def compare_table(run: ScreenRun, tia: dict, load: tuple[float, float]) -> str:
+def compare_table(run: ScreenRun, tia: dict, arch: str, load: tuple[float, float]) -> str:
     n_c, n_t = run.n_patches, int(tia["n_patches"])
     rows = [
         ("reading / tiling", run.tiling_s, float(tia["reading_s"])),
@@ -341,7 +354,8 @@ def compare_table(run: ScreenRun, tia: dict, load: tuple[float, float]) -> str:
         ("total (slide, in process)", run.pipeline_s, float(tia["run_s"])),
     ]
     lines = [
-        f"slide {run.size} x {run.size} px; cytoscreen {n_c} patches, TIAToolbox {n_t} patches; "
+        f"slide {run.size} x {run.size} px; cytoscreen {n_c} patches, TIAToolbox ({arch}) "
+        f"{n_t} patches; "
         f"load average {load[0]:.2f} before, {load[1]:.2f} after",
         "| stage | cytoscreen s | cytoscreen patches/s | TIAToolbox s | TIAToolbox patches/s "
         "| ratio (patches/s) |",
@@ -391,13 +405,18 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--tia-venv", type=Path, default=DEFAULT_TIA_VENV)
     ap.add_argument(
+        "--tia-arch", nargs="+", default=list(TIA_ARCHS), help="networks TIAToolbox runs"
+    )
+    ap.add_argument(
         "--tia-workers", type=int, default=0, help="TIAToolbox DataLoader workers (its default 0)"
     )
     args = ap.parse_args()
 
     from cytoscreen.config import load_config
+    from cytoscreen.resolve import resolve_model
 
     cfg = load_config()
+    target_mpp = resolve_model(cfg).card.mpp
     threads = cfg.scoring.threads or os.cpu_count() or 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs; cmd: {' '.join(sys.argv)}")
@@ -422,12 +441,23 @@ def main() -> None:
             py = ensure_tia_venv(args.tia_venv)
             mask = args.workdir / f"e2e-mask-{size}.png"
             write_patch_mask(run.store, slide, mask)
-            before = os.getloadavg()[0]
-            batch = cfg.scoring.batch_size
-            tia = run_tia(py, slide, mask, args.workdir, batch, threads, args.tia_workers)
-            after = os.getloadavg()[0]
-            print(f"TIAToolbox {size}: {tia}", flush=True)
-            print("\n" + compare_table(run, tia, (before, after)) + "\n", flush=True)
+            for arch in args.tia_arch:
+                before = os.getloadavg()[0]
+                tia = run_tia(
+                    py,
+                    slide,
+                    mask,
+                    args.workdir,
+                    arch=arch,
+                    target_mpp=target_mpp,
+                    batch=cfg.scoring.batch_size,
+                    threads=threads,
+                    loader_workers=args.tia_workers,
+                )
+                after = os.getloadavg()[0]
+                print(f"TIAToolbox {arch} {size}: {tia}", flush=True)
+                table = compare_table(run, tia, arch, (before, after))
+                print("\n" + table + "\n", flush=True)
     print("\nscaling (cytoscreen screen, one slide per run, fresh cache):")
     print(scaling_table(scaling))
 
