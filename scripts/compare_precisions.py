@@ -15,13 +15,13 @@ not seen, so the slide changes are a lower bound.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from cytoscreen.scoring.scorer import Scorer
+from cytoscreen.slide import load_calibration
 from cytoscreen.slide_result import load_results
 from cytoscreen.tiling.store import PatchStore
 
@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=100, help="patches per slide")
     args = ap.parse_args()
 
-    calibration = json.loads((args.model / "calibration.json").read_text())
-    threshold, rule = float(calibration["threshold"]), calibration["rule"]
+    calibration = load_calibration(args.model / "calibration.json")
+    threshold, rule = calibration.threshold, calibration.rule
     if not rule.startswith("top_k_mean(k="):
         raise SystemExit(f"written for top_k_mean; the calibration says {rule}")
     k = int(rule.split("=")[1].rstrip(")"))

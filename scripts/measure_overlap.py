@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import roc_auc_score
 
-from cytoscreen.qa.metrics import bootstrap_auc_ci
 from cytoscreen.scoring.scorer import Scorer
+from cytoscreen.slide.aggregate import aggregate
+from cytoscreen.slide.settings import AggregationSettings
 from cytoscreen.slide_result import load_results
 from cytoscreen.synth.slide import SlideTruth, load_truth
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.training.metrics import auc_with_ci
 
 REPO = Path(__file__).resolve().parents[1]
 ADEQUATE = 5000
@@ -66,14 +67,15 @@ def shifted_scores(store: PatchStore, scorer: Scorer) -> dict[str, npt.NDArray[n
 
 
 def auc_text(pos: F64, neg: F64) -> str:
-    """AUC with its bootstrap 95% interval."""
+    """AUC with its bootstrap 95% interval and count."""
     y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    lo, hi = bootstrap_auc_ci(np.r_[pos, neg], y)
-    return f"{roc_auc_score(y, np.r_[pos, neg]):.3f} [{lo:.3f}, {hi:.3f}]"
+    return auc_with_ci(y, np.r_[pos, neg], n_boot=2000).text(brackets=True)
 
 
 def top_k(p: F64, k: int) -> float:
-    return float(np.mean(np.sort(p)[::-1][:k]))
+    score = aggregate(p, AggregationSettings(rule="top_k_mean", top_k=k))
+    assert score is not None  # every slide here has scored patches
+    return score
 
 
 def main() -> None:
@@ -136,7 +138,7 @@ def main() -> None:
     print(f"{'half stride, best':<22}{np.mean(b >= 0.5):>8.3f}{np.mean(b >= 0.9):>8.3f}")
     one = np.array([x in single for x in chosen])
     join = rng.integers(len(negatives), size=len(chosen))
-    print(f"\n{'grid':<12}{'rule':<8}{'AUC':>22}{'1-cell AUC':>24}{'spec @ 1% quantile':>20}")
+    print(f"\n{'grid':<12}{'rule':<8}{'AUC':>30}{'1-cell AUC':>30}{'spec @ 1% quantile':>20}")
     for name, table in (("stride 1", grid), ("half", both)):
         for k in (1, 3, 10):
             ns = np.array([top_k(table[n[0]], k) for n in negatives])
@@ -148,7 +150,7 @@ def main() -> None:
             )
             spec = int((ns < np.quantile(ps, 0.01)).sum())
             print(
-                f"{name:<12}{f'top{k}':<8}{auc_text(ps, ns):>22}{auc_text(ps[one], ns):>24}"
+                f"{name:<12}{f'top{k}':<8}{auc_text(ps, ns):>30}{auc_text(ps[one], ns):>30}"
                 f"{f'{spec}/{ns.size}':>20}"
             )
 

@@ -31,23 +31,22 @@ Figures describe the generated slides of the fields these results were made from
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import roc_auc_score
 
-from cytoscreen.qa.metrics import bootstrap_auc_ci
 from cytoscreen.scoring.cascade import downsample, pool_factor
 from cytoscreen.scoring.scorer import Scorer
-from cytoscreen.slide.aggregate import aggregate
+from cytoscreen.slide import load_calibration
+from cytoscreen.slide.aggregate import aggregate, rule_label
 from cytoscreen.slide.settings import AggregationSettings
 from cytoscreen.slide_result import load_results
 from cytoscreen.stats import clopper_pearson
 from cytoscreen.synth.slide import load_truth
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.training.metrics import auc_with_ci
 
 REPO = Path(__file__).resolve().parents[1]
 ADEQUATE = 5000
@@ -55,10 +54,9 @@ F64 = npt.NDArray[np.float64]
 
 
 def auc_text(pos: F64, neg: F64) -> str:
-    """AUC of ``pos`` against ``neg`` with its bootstrap 95% interval."""
+    """AUC of ``pos`` against ``neg`` with its bootstrap 95% interval and count."""
     y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    lo, hi = bootstrap_auc_ci(np.r_[pos, neg], y)
-    return f"{roc_auc_score(y, np.r_[pos, neg]):.3f} [{lo:.3f}, {hi:.3f}]"
+    return auc_with_ci(y, np.r_[pos, neg], n_boot=2000).text(brackets=True)
 
 
 def first_stage_scores(store: PatchStore, scorer: Scorer, factor: int) -> F64:
@@ -105,16 +103,14 @@ def main() -> None:
 
     first = Scorer.load(args.stage1, runtime="auto")
     full = Scorer.load(args.model, runtime="auto")
-    calibration = json.loads((args.model / "calibration.json").read_text())
-    threshold, model_id = float(calibration["threshold"]), calibration["model_id"]
+    calibration = load_calibration(args.model / "calibration.json")
+    threshold, model_id = calibration.threshold, calibration.model_id
     rule = AggregationSettings(rule="top_k_mean", top_k=10)
-    if calibration["rule"] != "top_k_mean(k=10)":
-        raise SystemExit(
-            f"written for top_k_mean(k=10); the calibration says {calibration['rule']}"
-        )
+    if calibration.rule != rule_label(rule):
+        raise SystemExit(f"written for {rule_label(rule)}; the calibration says {calibration.rule}")
     args.work.mkdir(parents=True, exist_ok=True)
 
-    slides = []  # (label, n_cells, full prob, first prob, cells' patch index, cells' full prob)
+    slides = []  # (label, n_cells, full prob, first prob, patch index of each abnormal cell)
     timing = None
     for r in load_results(args.results):
         if r.path is None or r.cache is None or r.model_id != model_id:

@@ -258,13 +258,13 @@ def hard_negatives(
     scorer = Scorer.load(cfg.init, "cpu", "auto", runtime="auto")
     scores = np.zeros(len(windows), np.float32)
     kept: dict[int, npt.NDArray[np.uint8]] = {}  # the best so far, each window rendered once
+    keep = np.zeros(0, np.int64)  # their indices, best first
     step = 256
     for start in range(0, len(windows), step):
         batch = np.stack([slides.render(*w) for w in windows[start : start + step]])
         scores[start : start + step] = positive_scores(scorer, batch)
-        best = np.argsort(-scores[: start + len(batch)], kind="stable")[: ctx.hard_keep]
-        kept = {int(i): kept[int(i)] if i < start else batch[int(i) - start].copy() for i in best}
-    keep = np.argsort(-scores, kind="stable")[: ctx.hard_keep]
+        keep = np.argsort(-scores[: start + len(batch)], kind="stable")[: ctx.hard_keep]
+        kept = {int(i): kept[int(i)] if i < start else batch[int(i) - start].copy() for i in keep}
     say(
         f"hard negatives: kept the {keep.size} of {len(windows)} NILM windows the starting model "
         f"scores highest (scores {float(scores[keep].min()):.3f}-{float(scores[keep].max()):.3f}; "
