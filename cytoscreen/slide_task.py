@@ -165,11 +165,11 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
             scored = stages.score(store, scorer, cfg.scoring)
     with run.stage("deciding"):
         slide_score = stages.aggregate(scored, cfg, cal)
-        decided = stages.decide(scored, slide_score, cfg, cal, job.domain)
+        decided = stages.decide(scored, slide_score, cfg, cal, job.domain, scorer.describe())
         rows = stages.write_fields(out, slide.id, slide_score)
     with run.stage("images"):
         image_warnings = stages.draw_images(slide, out, scored, slide_score, decided.decision, cfg)
-    how = scorer.describe()
+    how = scorer.describe()  # also what decide was told
     return stages.build_result(
         provenance,
         scored,

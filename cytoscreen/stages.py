@@ -33,6 +33,7 @@ from cytoscreen.resolve import DomainChoice, domain_check
 from cytoscreen.slide import Adequacy, Calibration, score_slide
 from cytoscreen.slide import decide as triage
 from cytoscreen.slide.applicability import check_scores, never_negative_when_unlike, score_stats
+from cytoscreen.slide.decide import never_negative, scored_otherwise_reason
 from cytoscreen.slide_result import SlideResult
 from cytoscreen.tiling import PatchStore, StoreAttrs, open_cache, tile_slide
 from cytoscreen.tiling.obscured import ObscuredEstimate
@@ -140,15 +141,19 @@ def decide(
     cfg: Config,
     calibration: Calibration | None,
     domain: DomainChoice | None,
+    scoring: dict[str, str] | None = None,
 ) -> Decided:
     """The domain check (recorded even without a calibration), then the triage decision with
-    the adequacy rules and the applicability check (never negative when the slide's scores are
-    unlike the calibration negatives'); no decision without a calibration."""
+    the adequacy rules and two checks that the threshold holds, each of which keeps a slide
+    from being called negative: the scores were made as the calibration's (``scoring``, a
+    ``Scorer.describe()``: runtime and precision) and they look like the calibration
+    negatives' (the applicability check). No decision without a calibration."""
     cache = scored.store
     in_domain, domain_record = domain_check(cache, domain, cfg.triage.max_domain_shift)
     if calibration is None:
         return Decided(None, domain_record)
     decision = triage(slide_score, calibration, adequacy(cache.attrs, cfg, in_domain), cfg.triage)
+    decision = never_negative(decision, scored_otherwise_reason(calibration, scoring))
     if calibration.applicability is None:
         return Decided(decision, domain_record)
     check = check_scores(score_stats(scored.prob, cache.nuclei > 0), calibration.applicability)

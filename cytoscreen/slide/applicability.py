@@ -20,13 +20,14 @@ Pure numpy.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from cytoscreen.slide.decide import never_negative
 from cytoscreen.slide.record import ScoreReference
-from cytoscreen.types import Outcome, TriageDecision
+from cytoscreen.types import TriageDecision
 
 QUANTILES: dict[str, float] = {"q50": 0.50, "q90": 0.90, "q99": 0.99}
 EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before the log-odds
@@ -149,10 +150,9 @@ def check_scores(stats: Mapping[str, float] | None, ref: ScoreReference) -> Scor
 
 
 def never_negative_when_unlike(decision: TriageDecision, check: ScoreCheck) -> TriageDecision:
-    """A slide the threshold does not apply to is not set aside: a NEGATIVE outcome becomes
-    REVIEW, with the reason first. Every other outcome stands (REVIEW and NOT_ASSESSABLE already
-    send the slide to a person); the check is still recorded by the caller."""
-    if decision.outcome is not Outcome.NEGATIVE or check.applicable:
+    """A slide the threshold does not apply to is not set aside (``slide.decide.never_negative``
+    with the reason "scores unlike the calibration slides"); the check is still recorded by
+    the caller."""
+    if check.applicable:
         return decision
-    reason = f"review: scores unlike the calibration slides ({check.note})"
-    return replace(decision, outcome=Outcome.REVIEW, reasons=(reason, *decision.reasons))
+    return never_negative(decision, f"review: scores unlike the calibration slides ({check.note})")

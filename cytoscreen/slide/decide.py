@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.record import Calibration
@@ -182,6 +182,26 @@ def decide(
         reasons=tuple(reasons),
         warnings=tuple(warnings),
     )
+
+
+def never_negative(decision: TriageDecision, reason: str | None) -> TriageDecision:
+    """A slide the threshold may not hold for is not set aside: with a ``reason`` (None: the
+    threshold holds), a NEGATIVE outcome becomes REVIEW with that reason first. Every other
+    outcome stands: REVIEW and NOT_ASSESSABLE already send the slide to a person."""
+    if reason is None or decision.outcome is not Outcome.NEGATIVE:
+        return decision
+    return replace(decision, outcome=Outcome.REVIEW, reasons=(reason, *decision.reasons))
+
+
+def scored_otherwise_reason(calibration: Calibration, scoring: dict[str, str] | None) -> str | None:
+    """Why a slide scored as ``scoring`` (``Scorer.describe()``) is not set aside under this
+    calibration: its runtime or precision differs from the calibration's (None: they match,
+    or either does not record them). Scores move between precisions (bf16 against fp32: up to
+    0.06 in a slide's top-10 mean on the calibration slides), so the threshold may not hold."""
+    if scoring is None:
+        return None
+    mismatch = calibration.scoring_differs(scoring)
+    return None if mismatch is None else f"review: {mismatch}"
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,28 @@ def test_decide_with_calibration_triages_by_the_threshold_and_the_resolution(
     assert outcome(coarse) == Outcome.NOT_ASSESSABLE  # scanned coarser than the model reads
 
 
+def test_a_low_slide_scored_otherwise_than_the_calibration_goes_to_review(
+    tmp_path: Path, cfg: Config, calibration: Calibration
+) -> None:
+    cal = calibration.model_copy(update={"scoring": {"runtime": "openvino", "precision": "fp32"}})
+    low = _scored(_small_store(tmp_path / "lo.zarr"), "m", _prob(0.01))
+    sscore = stages.aggregate(low, cfg, cal)
+
+    def decided(how: dict[str, str] | None) -> stages.Decided:
+        return stages.decide(low, sscore, cfg, cal, None, how)
+
+    same = decided({"runtime": "openvino", "precision": "fp32", "device": "cpu"})
+    assert same.decision is not None and same.decision.outcome == Outcome.NEGATIVE
+    other = decided({"runtime": "openvino", "precision": "bf16", "device": "cpu"}).decision
+    assert other is not None and other.outcome == Outcome.REVIEW
+    assert other.reasons[0].startswith("review: the threshold was calibrated on openvino fp32")
+    assert "openvino bf16" in other.reasons[0]
+    assert other.reasons[1:] == same.decision.reasons
+    # a scorer that records nothing (or a calibration that does not) is judged as before
+    unknown = decided(None).decision
+    assert unknown is not None and unknown.outcome == Outcome.NEGATIVE
+
+
 def test_write_fields_writes_the_three_field_files(tmp_path: Path, cfg: Config) -> None:
     scored = _scored(_small_store(tmp_path / "s.zarr"), "m", _prob(0.9))
     sscore = stages.aggregate(scored, cfg)

@@ -282,3 +282,17 @@ def test_negative_only_when_assessable_and_below(
     if assessable and score is not None and score >= 0.5:
         assert d.outcome is Outcome.REVIEW
     assert d.reasons
+
+
+def test_never_negative_sends_only_a_negative_to_review_and_says_why_first() -> None:
+    from cytoscreen.slide.decide import never_negative
+    from cytoscreen.types import TriageDecision
+
+    neg = TriageDecision(Outcome.NEGATIVE, 0.1, 0.5, ("score 0.1 < threshold 0.5",))
+    out = never_negative(neg, "review: why")
+    assert out.outcome is Outcome.REVIEW and out.reasons == ("review: why", *neg.reasons)
+    assert out.score == neg.score and out.threshold == neg.threshold
+    assert never_negative(neg, None) is neg
+    for other in (Outcome.REVIEW, Outcome.NOT_ASSESSABLE):
+        kept = TriageDecision(other, 0.9, 0.5, ("x",))
+        assert never_negative(kept, "review: why") is kept  # never turned into anything milder
