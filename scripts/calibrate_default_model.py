@@ -344,6 +344,7 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
                   f"{t:.4g}, specificity {_prop(tn, len(neg))}; 1-cell positives only: AUC "
                   f"{auc1.value:.3f} [{auc1.ci_low:.3f}, {auc1.ci_high:.3f}] "
                   f"(n = {int(sum(joined_one))} + {len(neg)})")  # fmt: skip
+        learned_full(joined, joined_one, [s["prob"] for s in neg], target)
     # the normal tail: how far the adequate negatives' patches reach, against the abnormal cells
     tails = np.array([np.sort(s["prob"][np.isfinite(s["prob"])])[::-1][:1] for s in neg]).ravel()
     over = [int((s["prob"] >= 0.9).sum()) for s in neg]
@@ -410,6 +411,41 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
         pflag = sum(not check_scores(x, ref).applicable for x in pstats if x is not None)
         print(f"applicability limit {limit:g}: {_prop(flagged, len(ok))} adequate negatives "
               f"flagged (leave-one-out); positives flagged {pflag}/{len(pstats)}")  # fmt: skip
+
+
+def learned_full(
+    joined: Sequence[np.ndarray], joined_one: Sequence[bool], neg: Sequence[np.ndarray],
+    target: float, folds: int = 5,
+) -> None:
+    """The learned rule (``slide.learned``: logistic regression on the best patch, the top-10
+    mean and the count and share of patches >= 0.5) on the full-size slides, scored out of fold
+    (stratified ``folds``-fold cross-validation, seed 0): it is fitted on the same slides it is
+    measured on otherwise. Out-of-fold scores of different folds share no exact scale, so the
+    threshold and specificity are an estimate."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from cytoscreen.slide import AggregationSettings, LearnedRule, fit_learned_rule, slide_features
+    from cytoscreen.slide.threshold import choose_threshold
+    from cytoscreen.training.metrics import auc_with_ci
+
+    st = AggregationSettings(top_k=10, patch_threshold=0.5)
+    probs = [p[np.isfinite(p)] for p in (*joined, *neg)]
+    y = np.r_[np.ones(len(joined), int), np.zeros(len(neg), int)]
+    oof = np.zeros(y.size)
+    split = StratifiedKFold(folds, shuffle=True, random_state=0)
+    for train, test in split.split(np.zeros(y.size), y):
+        rule: LearnedRule = fit_learned_rule([probs[i] for i in train], y[train].tolist(), st)
+        for i in test:
+            oof[i] = rule.predict(slide_features(probs[i], st.top_k, st.patch_threshold))
+    auc = auc_with_ci(y, oof, seed=0)
+    t = choose_threshold(oof.tolist(), y.tolist(), target)
+    tn = int((oof[y == 0] < t).sum())
+    one = np.r_[np.asarray(joined_one, bool), np.ones(len(neg), bool)]
+    auc1 = auc_with_ci(y[one], oof[one], seed=0)
+    print(f"  {'learned (' + str(folds) + '-fold)':<18}AUC {auc.value:.3f} [{auc.ci_low:.3f}, "
+          f"{auc.ci_high:.3f}] (n = {len(joined)} + {len(neg)}, out of fold); at {target:g} "
+          f"sensitivity: specificity {_prop(tn, len(neg))}; 1-cell positives only: AUC "
+          f"{auc1.value:.3f} [{auc1.ci_low:.3f}, {auc1.ci_high:.3f}]")  # fmt: skip
 
 
 def main() -> None:
