@@ -21,6 +21,7 @@ from cytoscreen.fsutil import shown_path
 from cytoscreen.manifest import ManifestRow, read_manifest
 from cytoscreen.slide import Calibration, calibrate
 from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_stats
+from cytoscreen.slide.record import TargetAt
 from cytoscreen.slide_result import SLIDES_DIR, SlideResult, load_results, match_manifest
 from cytoscreen.strata import abnormal_stratum
 from cytoscreen.types import SCORING_KEYS, scoring_kind
@@ -99,6 +100,7 @@ def calibrate_from_results(
     confidence: float = 0.95,
     min_cells: Mapping[str, int] | None = None,
     applicability_limit: float | None = DEFAULT_APPLICABILITY_LIMIT,
+    target_at: TargetAt = "lower_bound",
 ) -> CalibrationRun:
     """Choose the threshold from screened, labelled slides and write calibration.json.
 
@@ -112,7 +114,9 @@ def calibrate_from_results(
     ``min_cells``, default Bethesda's 5,000 liquid-based and 8,000 conventional) are not
     counted for specificity (a scanty slide is not assessable, not negative).
     ``applicability_limit``: the score reference is fitted to the counted negatives' patch
-    scores (read from their caches) and recorded.
+    scores (read from their caches) and recorded. ``target_at``: the target held as the exact
+    lower bound of the pooled sensitivity (default; on a set too small to show it, every
+    positive is detected) or as the sensitivity measured on the set ("point").
     """
     manifest = Path(manifest)
     rows = read_manifest(manifest, check_files=False).rows
@@ -206,6 +210,7 @@ def calibrate_from_results(
         strata=strata_of(used_rows) or None,
         specificity_mask=counted,
         applicability=reference,
+        target_at=target_at,
     )
     target = write_text_atomic(Path(out), cal.model_dump_json(indent=2) + "\n")
     return CalibrationRun(cal, target, tuple(used), tuple(left_out))

@@ -484,6 +484,15 @@ def calibrate(
     target: Annotated[
         float, typer.Option("--target", help="Target slide-level sensitivity.")
     ] = 0.99,
+    target_at: Annotated[
+        str,
+        typer.Option(
+            "--target-at",
+            help="lower_bound: the set must show the target as the exact 95% lower bound of "
+            "sensitivity (with too few positives, every positive is detected); point: the "
+            "sensitivity measured on the set meets it.",
+        ),
+    ] = "lower_bound",
     min_cells: Annotated[
         int | None,
         typer.Option(
@@ -494,18 +503,37 @@ def calibrate(
     ] = None,
 ) -> None:
     """Choose the slide threshold for a target sensitivity from screened, labelled slides."""
+    from typing import cast, get_args
+
     from cytoscreen.calibration import calibrate_from_results
+    from cytoscreen.slide.record import TargetAt
 
     minimum = None if min_cells is None else {"liquid": min_cells, "conventional": min_cells}
     try:
+        if target_at not in get_args(TargetAt):
+            raise ValueError(f"--target-at must be lower_bound or point, not {target_at!r}")
         run = calibrate_from_results(
-            manifest, results, out, target_sensitivity=target, min_cells=minimum
+            manifest,
+            results,
+            out,
+            target_sensitivity=target,
+            min_cells=minimum,
+            target_at=cast(TargetAt, target_at),
         )
     except (CytoscreenError, ValueError) as err:
         raise _fail(err) from None
     cal = run.calibration
     table = Table(show_header=False, box=None)
     table.add_row("threshold", f"{cal.threshold:.4g} ({cal.rule}, model {cal.model_id})")
+    table.add_row(
+        "target",
+        f"sensitivity {cal.target_sensitivity:g} "
+        + (
+            f"as the {cal.confidence:.0%} lower bound"
+            if cal.target_at == "lower_bound"
+            else "as measured on the set"
+        ),
+    )
     sens = cal.sensitivity
     table.add_row(
         "sensitivity",

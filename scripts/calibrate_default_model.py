@@ -206,15 +206,18 @@ def decide_all(work: Path) -> None:
           f"the threshold (not assessable or negative): {below}/{pos}")  # fmt: skip
 
 
-def load_slides(work: Path, model: Path | None = None) -> list[dict[str, Any]]:
-    """Per slide: label, strata, patch probabilities, coordinates and its abnormal cells."""
+def load_slides(
+    work: Path, model: Path | None = None, folder: Path | None = None
+) -> list[dict[str, Any]]:
+    """Per slide: label, strata, patch probabilities, coordinates and its abnormal cells (from
+    the results in ``folder``, default the model's ``results_dir``)."""
     from cytoscreen.manifest import read_manifest
     from cytoscreen.slide_result import load_results, match_manifest
     from cytoscreen.synth import load_truth
     from cytoscreen.tiling.store import PatchStore
 
     manifest = read_manifest(work / "manifest.csv", check_files=False)
-    results = load_results(results_dir(work, model))
+    results = load_results(folder or results_dir(work, model))
     out = []
     for row, r in zip(manifest.rows, match_manifest(manifest.rows, results), strict=True):
         if r is None or r.failed or r.cache is None or r.model_id is None:
@@ -262,7 +265,13 @@ def _prop(k: int, n: int) -> str:
     return f"{k}/{n} [{lo:.3f}, {hi:.3f}]"
 
 
-def study(slides: Sequence[dict[str, Any]], target: float) -> None:
+def study(
+    slides: Sequence[dict[str, Any]],
+    target: float,
+    against: Sequence[dict[str, Any]] = (),
+) -> None:
+    """The rules compared on the calibration slides; with ``against`` (slides the calibration
+    never saw, e.g. the shifted test set) each rule's calibrated threshold applied to them."""
     from cytoscreen.calibration import strata_of
     from cytoscreen.slide import (
         AggregationSettings,
@@ -299,19 +308,24 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
                for name, st in rules.items()}  # fmt: skip
     print(f"{'rule':<18}{'AUC [95% CI]':<24}{'threshold':>10}  {'sensitivity':<26}"
           f"{'specificity (adequate)':<26}{'sens. 1 cell':<22}")  # fmt: skip
+    thresholds: dict[str, float] = {}
     for name, st in rules.items():
         scores = by_rule[name]
         auc = auc_with_ci(y[m], scores[m], seed=0)
         cal = calibrate(
             scores.tolist(), y.tolist(), model_id="m", rule=rule_label(st), data_source="val",
-            target_sensitivity=target, strata=strata, specificity_mask=counted,
+            target_sensitivity=target, strata=strata, target_at="lower_bound",
+            specificity_mask=counted,
         )  # fmt: skip
+        thresholds[name] = cal.threshold
         sp = cal.specificity
         one = cal.strata.get("n_abnormal", {}).get("1")
         one_txt = _prop(one.sensitivity.k, one.sensitivity.n) if one and one.sensitivity else "-"
         print(f"{name:<18}{auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}]  "
               f"{cal.threshold:>10.4g}  {_prop(cal.sensitivity.k, cal.sensitivity.n):<26}"
               f"{_prop(sp.k, sp.n) if sp else '-':<26}{one_txt:<22}")  # fmt: skip
+    if against:
+        held_out(against, rules, thresholds)
     # full-size positives: the positives are small slides, the negatives adequate ones with
     # several times their patches, so a max-like score compares an abnormal cell with a
     # longer normal tail on the negatives. Each positive's patches added to those of an
@@ -370,10 +384,10 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
     from cytoscreen.config import load_config
 
     st = load_config().aggregation
-    scores = [aggregate(s["prob"], st) for s in slides]
-    cal = calibrate(scores, [s["label"] for s in slides], model_id="m", rule=rule_label(st),
+    configured = [aggregate(s["prob"], st) for s in slides]
+    cal = calibrate(configured, [s["label"] for s in slides], model_id="m", rule=rule_label(st),
                     data_source="val", target_sensitivity=target, strata=strata,
-                    specificity_mask=counted)  # fmt: skip
+                    target_at="lower_bound", specificity_mask=counted)  # fmt: skip
     print(f"\nconfigured rule {rule_label(st)}: threshold {cal.threshold:.4g}; by stratum:")
     for grouping, by in cal.strata.items():
         for stratum, f in by.items():
@@ -413,9 +427,38 @@ def study(slides: Sequence[dict[str, Any]], target: float) -> None:
               f"flagged (leave-one-out); positives flagged {pflag}/{len(pstats)}")  # fmt: skip
 
 
+def held_out(
+    slides: Sequence[dict[str, Any]], rules: dict[str, Any], thresholds: dict[str, float]
+) -> None:
+    """Each rule at the threshold it was calibrated to on the calibration slides, applied to
+    slides the calibration never saw: positives scoring below it (by abnormal-cell count) and
+    negatives under it. Score level: whether the slide would also be not assessable (domain,
+    cellularity) or sent to review by the applicability check is not counted here."""
+    from cytoscreen.slide import aggregate
+
+    pos = [s for s in slides if s["label"] == 1]
+    neg = [s for s in slides if s["label"] == 0]
+    one = [s for s in pos if s["abnormal"].shape[0] == 1]
+    print(f"\neach rule's calibrated threshold on {len(pos)} held-out positives ({len(one)} "
+          f"with one abnormal cell) and {len(neg)} negatives: positives below it")  # fmt: skip
+    for name, st in rules.items():
+        t = thresholds[name]
+
+        def below(group: Sequence[dict[str, Any]], st: Any = st, t: float = t) -> int:
+            # a slide with no scored patch has no score: counted as below (never detected)
+            return sum((a := aggregate(s["prob"], st)) is None or a < t for s in group)
+
+        print(f"  {name:<18}threshold {t:<10.4g} all {_prop(below(pos), len(pos)):<26}"
+              f"1 cell {_prop(below(one), len(one)):<26}negatives under it "
+              f"{below(neg)}/{len(neg)}")  # fmt: skip
+
+
 def learned_full(
-    joined: Sequence[np.ndarray], joined_one: Sequence[bool], neg: Sequence[np.ndarray],
-    target: float, folds: int = 5,
+    joined: Sequence[np.ndarray],
+    joined_one: Sequence[bool],
+    neg: Sequence[np.ndarray],
+    target: float,
+    folds: int = 5,
 ) -> None:
     """The learned rule (``slide.learned``: logistic regression on the best patch, the top-10
     mean and the count and share of patches >= 0.5) on the full-size slides, scored out of fold
@@ -465,6 +508,7 @@ def main() -> None:
         "--model", type=Path, default=None, help="screen and study a candidate model instead"
     )
     ap.add_argument("--study", action="store_true")
+    ap.add_argument("--against", type=Path, help="with --study: a decided held-out set's work")
     ap.add_argument("--decide", action="store_true", help="outcomes with the shipped calibration")
     ap.add_argument("--write", action="store_true", help="write calibration.json beside the model")
     args = ap.parse_args()
@@ -482,7 +526,8 @@ def main() -> None:
     if args.screen:
         screen_all(args.work, args.model)
     if args.study:
-        study(load_slides(args.work, args.model), args.target)
+        against = load_slides(args.against, folder=args.against / "decided") if args.against else []
+        study(load_slides(args.work, args.model), args.target, against)
     if args.decide:
         decide_all(args.work)
     if args.write:

@@ -24,6 +24,10 @@ from cytoscreen.slide.learned import LearnedRule
 from cytoscreen.stats import Proportion
 from cytoscreen.types import SCORING_KEYS, scoring_kind
 
+# how the target sensitivity is held on the calibration set: as the sensitivity measured there
+# ("point") or as its exact lower bound ("lower_bound": the set must show it with confidence)
+TargetAt = Literal["point", "lower_bound"]
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -106,6 +110,8 @@ class Calibration(_Record):
     # the calibration negatives' patch-score statistics: a slide unlike them is never called
     # negative (None in files written before it was recorded: the check is skipped)
     applicability: ScoreReference | None = None
+    # "point" in files written before this was recorded
+    target_at: TargetAt = "point"
 
     def scoring_differs(self, used: dict[str, str]) -> str | None:
         """Why scores made as ``used`` (a Scorer.describe()) may not fit this threshold: the

@@ -16,7 +16,7 @@ import numpy as np
 import cytoscreen
 from cytoscreen.errors import BadCalibration
 from cytoscreen.slide.learned import LearnedRule
-from cytoscreen.slide.record import Calibration, ScoreReference, StratumFigures
+from cytoscreen.slide.record import Calibration, ScoreReference, StratumFigures, TargetAt
 from cytoscreen.stats import proportion
 
 
@@ -76,6 +76,28 @@ def choose_threshold(
     return float(pos[m - 1])
 
 
+def lower_bound_threshold(
+    scores: Sequence[float | None],
+    labels: Sequence[int | bool],
+    target_sensitivity: float = 0.99,
+    confidence: float = 0.95,
+) -> float:
+    """The largest threshold t whose sensitivity's exact lower bound (Clopper-Pearson, two-sided
+    ``confidence``) is at least the target on the scored slides: the set must *show* the target,
+    not only reach it on average. Where no threshold can (too few positives: fewer than
+    ``positives_needed`` detected), the one that detects every positive: the most the set can
+    show. Never above :func:`choose_threshold`'s."""
+    point = choose_threshold(scores, labels, target_sensitivity)
+    _, vals, ys, _ = _check(scores, labels)
+    pos = np.sort(np.array([v for v, y in zip(vals, ys, strict=True) if y == 1]))[::-1]
+    n_pos = pos.size
+    for m in range(1, n_pos + 1):  # fewest detections whose lower bound reaches the target
+        lower = proportion(m, n_pos, confidence).lower
+        if lower is not None and lower >= target_sensitivity:
+            return min(point, float(pos[m - 1]))
+    return float(pos[-1])
+
+
 def stratum_thresholds(
     scores: Sequence[float | None],
     labels: Sequence[int | bool],
@@ -129,6 +151,7 @@ def calibrate(
     strata: Mapping[str, Sequence[str]] | None = None,
     specificity_mask: Sequence[bool] | None = None,
     applicability: ScoreReference | None = None,
+    target_at: TargetAt = "point",
 ) -> Calibration:
     """Choose the threshold and build the calibration record (None scores: unscorable slides).
 
@@ -138,8 +161,15 @@ def calibrate(
     stratum's own, so the target holds in each, and the record keeps each stratum's figures.
     ``specificity_mask``: the negatives that count for specificity (e.g. only adequate,
     full-size slides; positives are unaffected). ``applicability``: the score reference to
-    record."""
-    threshold = choose_threshold(scores, labels, target_sensitivity)
+    record. ``target_at``: "point" holds the target as the pooled sensitivity on the set;
+    "lower_bound" as its exact lower bound (``lower_bound_threshold``; every stratum still at
+    the point target: no stratum is large enough to show 99% with confidence)."""
+    if target_at == "lower_bound":
+        threshold = lower_bound_threshold(scores, labels, target_sensitivity, confidence)
+    elif target_at == "point":
+        threshold = choose_threshold(scores, labels, target_sensitivity)
+    else:
+        raise ValueError(f"target_at must be 'point' or 'lower_bound', not {target_at!r}")
     if strata:
         per = stratum_thresholds(scores, labels, strata, target_sensitivity)
         threshold = min([threshold, *per.values()])
@@ -226,4 +256,5 @@ def calibrate(
         scoring=scoring,
         strata=by_stratum,
         applicability=applicability,
+        target_at=target_at,
     )

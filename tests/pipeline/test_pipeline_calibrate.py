@@ -19,6 +19,7 @@ from cytoscreen.resolve import resolve_calibration, resolve_model
 from cytoscreen.slide import load_calibration
 from cytoscreen.synth import bundled_kit, make_slide_set
 from cytoscreen.synth.patches import Conditions
+from cytoscreen.types import Outcome
 
 
 def test_calibrate_from_a_screened_manifest(
@@ -83,6 +84,7 @@ def test_calibrate_from_a_screened_manifest(
     assert cal.applicability is None  # 2 negatives are too few to fit a score reference
     assert shown_path(manifest) in cal.data_source  # relative when under the working dir
     assert "sensitivity" in result.output and "CI" in result.output
+    assert cal.target_at == "lower_bound" and "as the 95% lower bound" in result.output
     assert "left out synth_0000_004: blank" in result.output
     # the new calibration fits the model and the config it was made with
     cfg = load_config(config_path)
@@ -101,9 +103,16 @@ def test_calibrate_from_a_screened_manifest(
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["warnings"] == [warning]
     decided = [r for r in report.results if r.outcome and r.counts and r.counts["n_patches"]]
     assert decided
+    kept_back: list[str] = []
     for r in decided:
         assert any("calibrated on torch fp32 scores" in w and "torch bf16" in w
                    for w in r.warnings), r.warnings  # fmt: skip
+        # and none is set aside: a slide under the threshold goes to review, saying why first
+        assert r.outcome is not Outcome.NEGATIVE
+        if r.outcome is Outcome.REVIEW and r.score is not None and r.score < cal.threshold:
+            assert r.reasons[0].startswith("review: the threshold was calibrated on torch fp32")
+            kept_back.append(r.id)
+    assert kept_back  # the negatives score under the threshold: each would have been NEGATIVE
     cli = runner.invoke(app, ["screen", str(manifest.parent / "slides"), "--out",
                               str(tmp_path / "bf16-cli"), "--config", str(bf16_config),
                               "--model", str(model_dir), "--calibration", str(target)])  # fmt: skip

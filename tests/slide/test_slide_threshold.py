@@ -249,3 +249,47 @@ def test_the_shipped_calibration_loads_and_dumps_to_the_same_bytes(tmp_path: Pat
     c = load_calibration(shipped)
     assert c.sensitivity.n > 0 and c.model_dump(mode="json") == json.loads(shipped.read_text())
     assert save_calibration(c, tmp_path / "c.json").read_bytes() == shipped.read_bytes()
+
+
+def test_lower_bound_threshold_is_the_largest_whose_exact_bound_shows_the_target() -> None:
+    from cytoscreen.slide.threshold import lower_bound_threshold
+
+    n = 1000
+    pos = [1.0 - i / n for i in range(n)]  # 1.0, 0.999, ..., 0.001: all distinct
+    scores, labels = pos + [0.0005] * 50, [1] * n + [0] * 50
+    t = lower_bound_threshold(scores, labels, 0.99)
+    detected = sum(s >= t for s in pos)
+    assert binomtest(detected, n).proportion_ci().low >= 0.99
+    assert binomtest(detected - 1, n).proportion_ci().low < 0.99  # one fewer would not show it
+    assert detected < n  # 1,000 positives can show 99% with a few misses
+    # never above the point threshold, which allows more misses (990 of 1,000)
+    assert t <= choose_threshold(scores, labels, 0.99)
+    assert sum(s >= choose_threshold(scores, labels, 0.99) for s in pos) == 990
+
+
+def test_lower_bound_threshold_detects_every_positive_when_the_set_cannot_show_the_target() -> None:
+    from cytoscreen.slide.threshold import lower_bound_threshold
+
+    # 368 positives with no miss reach a lower bound of 0.99; 400 with one miss do not
+    pos = [0.2 + i / 1000 for i in range(400)]
+    scores, labels = pos + [0.1] * 5, [1] * 400 + [0] * 5
+    assert choose_threshold(scores, labels, 0.99) == pytest.approx(pos[4])  # 396/400 at 0.99
+    assert lower_bound_threshold(scores, labels, 0.99) == pytest.approx(min(pos))
+    small = [0.9, 0.8, 0.7]
+    assert lower_bound_threshold(small + [0.1], [1, 1, 1, 0], 0.99) == 0.7
+
+
+def test_the_record_says_how_the_target_was_held(tmp_path: Path) -> None:
+    pos = [0.2 + i / 1000 for i in range(400)]
+    scores, labels = pos + [0.1] * 5, [1] * 400 + [0] * 5
+    point = cal(scores, labels)
+    lower = calibrate(
+        scores, labels, model_id="m", rule="max", data_source="t", now=WHEN, target_at="lower_bound"
+    )
+    assert point.target_at == "point" and (point.tp, point.fn) == (396, 4)
+    assert lower.target_at == "lower_bound" and (lower.tp, lower.fn) == (400, 0)
+    assert lower.sensitivity.lower is not None and lower.sensitivity.lower >= 0.99
+    assert lower.warnings == () and point.warnings  # the point threshold's bound falls short
+    assert load_calibration(save_calibration(lower, tmp_path / "c.json")) == lower
+    with pytest.raises(ValueError, match="target_at"):
+        calibrate(scores, labels, model_id="m", rule="max", data_source="t", target_at="mean")  # type: ignore[arg-type]
