@@ -76,6 +76,13 @@ class ScoreReference(_Record):
         return self
 
 
+def _cpu_fp32(used: dict[str, str]) -> bool:
+    """Scores made in fp32 on the CPU (PyTorch or OpenVINO): one kind for a threshold, since an
+    OpenVINO fp32 engine is only built when it matches PyTorch fp32 on the CPU to 1e-3 on its
+    check patches (``scoring.openvino_engine.SELF_CHECK_ATOL``; ~1e-5 measured)."""
+    return used.get("precision") == "fp32" and str(used.get("device", "")).startswith("cpu")
+
+
 class Calibration(_Record):
     """A slide threshold with the evidence for it. Slides scoring >= threshold go to review."""
 
@@ -119,6 +126,8 @@ class Calibration(_Record):
         calibration does not record them."""
         if self.scoring is None or scoring_kind(self.scoring) == scoring_kind(used):
             return None
+        if _cpu_fp32(used) and scoring_kind(self.scoring) == ("openvino", "fp32"):
+            return None  # the OpenVINO fp32 engine is refused unless it matches PyTorch fp32
         made = " ".join(str(self.scoring.get(k)) for k in SCORING_KEYS)
         now = " ".join(str(used.get(k)) for k in SCORING_KEYS)
         return (

@@ -192,6 +192,15 @@ def test_the_record_says_how_its_scores_were_made(tmp_path: Path) -> None:
     why = c.scoring_differs({"runtime": "torch", "precision": "bf16"})
     assert why is not None and "openvino fp32" in why and "torch bf16" in why
     assert "recalibrate" in why
+    # PyTorch fp32 on the CPU is what the OpenVINO fp32 engine is checked against: one kind;
+    # on a GPU (TF32 convolutions) or at another precision it is not
+    assert c.scoring_differs({"runtime": "torch", "precision": "fp32", "device": "cpu"}) is None
+    assert c.scoring_differs({"runtime": "torch", "precision": "fp32", "device": "cuda:0"})
+    assert c.scoring_differs({"runtime": "openvino", "precision": "bf16", "device": "cpu"})
+    torch_made = cal([0.2, 0.4, 0.6, 0.8], [0, 0, 1, 1], scoring={"runtime": "torch",
+                                                                  "precision": "fp32"})  # fmt: skip
+    # a PyTorch calibration does not record its device: OpenVINO fp32 is not taken for it
+    assert torch_made.scoring_differs({"runtime": "openvino", "precision": "fp32", "device": "cpu"})
     # a file written before the field existed loads, and cannot say
     data = json.loads(path.read_text())
     del data["scoring"]
