@@ -24,7 +24,7 @@ from cytoscreen.slide.applicability import N_KEY, fit_score_reference, score_sta
 from cytoscreen.slide.record import TargetAt
 from cytoscreen.slide_result import SLIDES_DIR, SlideResult, load_results, match_manifest
 from cytoscreen.strata import abnormal_stratum
-from cytoscreen.types import SCORING_KEYS, scoring_kind
+from cytoscreen.types import SCORING_KEYS, scores_key, scoring_kind
 
 # manifest columns the calibration reports by (when the manifest has them; a generated set's
 # manifest does): categorical ones as they are, numeric ones in thirds of the set's range
@@ -84,7 +84,8 @@ def _patch_scores(result: SlideResult) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     try:
         patches = PatchStore.open(store)
-        prob = patches.read_scores(model, complete_only=False).astype(np.float64)
+        key = scores_key(model, result.scoring)
+        prob = patches.read_scores(key, complete_only=False).astype(np.float64)
         nuclei = patches.nuclei
     except (CacheMismatch, KeyError, OSError, ValueError):
         return None

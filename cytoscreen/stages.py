@@ -37,7 +37,7 @@ from cytoscreen.slide.decide import never_negative, scored_otherwise_reason
 from cytoscreen.slide_result import SlideResult
 from cytoscreen.tiling import PatchStore, StoreAttrs, open_cache, tile_slide
 from cytoscreen.tiling.obscured import ObscuredEstimate
-from cytoscreen.types import SlideScore, TriageDecision
+from cytoscreen.types import SlideScore, TriageDecision, scores_key
 
 if TYPE_CHECKING:
     from cytoscreen.scoring.scorer import Scorer
@@ -115,7 +115,7 @@ def score(store: Path, scorer: Scorer, settings: ScoringConfig) -> Scored:
 
     score_cache(store, scorer, settings.batch_size, threads=settings.threads)
     cache = open_cache(store)
-    return Scored(cache, cache.read_scores(scorer.card.model_id))
+    return Scored(cache, cache.read_scores(scores_key(scorer.card.model_id, scorer.describe())))
 
 
 def aggregate(scored: Scored, cfg: Config, calibration: Calibration | None = None) -> SlideScore:

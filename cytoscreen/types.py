@@ -42,6 +42,15 @@ def mpp_differs(mpp: float, reference: float, tolerance: float = MPP_TOLERANCE) 
 SCORING_KEYS = ("runtime", "precision")
 
 
+def scores_key(model_id: str, how: Any = None) -> str:
+    """Where a store keeps one model's scores made as ``how`` (a ``Scorer.describe()``, or as
+    recorded with results): fp32 (or unrecorded) scores under the model id, another precision
+    beside them under ``<model_id>.<precision>``, so that scoring a slide in bf16 keeps its fp32
+    scores (and the calibration made on them) instead of replacing them."""
+    precision = how.get("precision") if isinstance(how, Mapping) else None
+    return model_id if precision in (None, "", "fp32") else f"{model_id}.{precision}"
+
+
 def scoring_kind(how: Any) -> tuple[str, ...] | None:
     """(runtime, precision) of a scoring record (``Scorer.describe()``, or as stored with scores,
     results and calibrations); None when it does not record both."""

@@ -215,6 +215,7 @@ def load_slides(
     from cytoscreen.slide_result import load_results, match_manifest
     from cytoscreen.synth import load_truth
     from cytoscreen.tiling.store import PatchStore
+    from cytoscreen.types import scores_key
 
     manifest = read_manifest(work / "manifest.csv", check_files=False)
     results = load_results(folder or results_dir(work, model))
@@ -223,7 +224,8 @@ def load_slides(
         if r is None or r.failed or r.cache is None or r.model_id is None:
             continue
         store = PatchStore.open(r.cache)
-        prob = store.read_scores(r.model_id, complete_only=False).astype(np.float64)
+        key = scores_key(r.model_id, r.scoring)
+        prob = store.read_scores(key, complete_only=False).astype(np.float64)
         truth = load_truth(row.ground_truth) if row.ground_truth else None
         ab = [(c.x, c.y) for c in truth.cells if c.abnormal] if truth else []
         out.append(

@@ -31,6 +31,7 @@ from cytoscreen.scoring.scorer import Scorer
 from cytoscreen.slide import load_calibration
 from cytoscreen.slide_result import SlideResult, load_results
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 Pixels = npt.NDArray[np.uint8]
@@ -41,7 +42,7 @@ def _patches(r: SlideResult, top: int, rand: int, rng: np.random.Generator) -> P
     """The slide's ``top`` highest-scoring patches (stored scores) and ``rand`` more at random."""
     assert r.cache is not None and r.model_id is not None
     store = PatchStore.open(r.cache)
-    scores = store.scores(r.model_id)
+    scores = store.scores(scores_key(r.model_id, r.scoring))
     assert scores is not None
     prob = np.asarray(scores.stage()[:], float)
     ok = np.flatnonzero(~np.isnan(prob))

@@ -30,6 +30,7 @@ from cytoscreen.scoring.scorer import Scorer
 from cytoscreen.slide_result import load_results
 from cytoscreen.synth.slide import CellTruth, load_truth
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 BANDS = ((0, 24), (24, 48), (48, 80), (80, 113))  # distance to the patch edge, level-0 px
@@ -69,7 +70,7 @@ def grid_table(results: Path) -> tuple[str, Cells, Cells, int]:
         if truth.label != "positive":
             continue
         store = PatchStore.open(r.cache)
-        scores = store.scores(r.model_id)
+        scores = store.scores(scores_key(r.model_id, r.scoring))
         if scores is None:
             raise SystemExit(f"{r.id}: no scores of {r.model_id} in {r.cache}")
         prob = np.asarray(scores.stage()[:], float)

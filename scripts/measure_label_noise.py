@@ -34,6 +34,7 @@ from cytoscreen.slide_result import load_results
 from cytoscreen.synth.cric import read_cric
 from cytoscreen.synth.slide import load_truth
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 FAR = 1e9  # the patch's cells come from fields with no labelled abnormal nucleus
@@ -56,9 +57,9 @@ def main() -> None:
     crops = read_cric(args.cric / "manifest.csv", check_files=False)
     by_id = {c.cell_id: c for c in crops}
     points: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for c in crops:
-        if c.abnormal:
-            points[c.image_id].append((float(c.nucleus_x), float(c.nucleus_y)))
+    for k in crops:
+        if k.abnormal:
+            points[k.image_id].append((float(k.nucleus_x), float(k.nucleus_y)))
     abnormal = {k: np.array(v) for k, v in points.items()}  # (M, 2) per field
     none = np.empty((0, 2))
 
@@ -69,7 +70,7 @@ def main() -> None:
             continue  # a failed slide
         truth = load_truth(Path(r.path).with_suffix(".cells.json"))
         store = PatchStore.open(r.cache)
-        scores = store.scores(r.model_id)
+        scores = store.scores(scores_key(r.model_id, r.scoring))
         if scores is None:
             raise SystemExit(f"{r.id}: no scores of {r.model_id} in {r.cache}")
         prob = np.asarray(scores.stage()[:], float)

@@ -24,7 +24,7 @@ from cytoscreen.errors import BadCheckpoint, CacheMismatch
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
 from cytoscreen.tiling.store import PROB, ModelScores, PatchStore
-from cytoscreen.types import mpp_differs, scoring_kind
+from cytoscreen.types import mpp_differs, scores_key, scoring_kind
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,12 @@ def _made_otherwise(scores: ModelScores, how: dict[str, str]) -> bool:
 
 
 def _open_scores(store: PatchStore, card: ModelCard, n: int, how: dict[str, str]) -> ModelScores:
-    scores = store.scores(card.model_id)
+    key = scores_key(card.model_id, how)  # each precision beside the others
+    scores = store.scores(key)
     if scores is not None and _made_otherwise(scores, how):
-        # scores of the same model from another runtime or precision: the run's record would
+        # scores of the same model and precision from another runtime: the run's record would
         # not describe them, so they are replaced rather than resumed or reused
-        store.drop_scores(card.model_id)
+        store.drop_scores(key)
         scores = None
     if scores is not None:
         prob = scores.stage(PROB)
@@ -98,7 +99,7 @@ def _open_scores(store: PatchStore, card: ModelCard, n: int, how: dict[str, str]
         "weights_sha256": card.weights_sha256,
         **how,  # runtime, precision and device of the run that created the scores
     }
-    return store.create_scores(card.model_id, card.num_classes, provenance)
+    return store.create_scores(key, card.num_classes, provenance)
 
 
 def score_cache(

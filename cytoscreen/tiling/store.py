@@ -15,7 +15,9 @@ One Zarr v3 group per slide, ``<cache_dir>/<slide_key>.zarr``::
                                (``ObscuredEstimate.to_dict``; absent in stores made before it)
     COMPLETE                   JSON {config_hash, n_patches}, written last and atomically
 
-    scores/<model_id>/             one group per model, so models never overwrite each other
+    scores/<key>/                  one group per model and precision (``types.scores_key``:
+                                   the model id for fp32, ``<model_id>.<precision>`` for another),
+                                   so neither models nor precisions overwrite each other
         prob        (N,) float32   the default stage: summed probability of the card's positive
                                    classes (NaN = not scored)
         classes     (N, C) float32 softmax per class of the default stage

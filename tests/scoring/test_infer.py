@@ -80,34 +80,52 @@ def test_resume_scores_only_missing_chunks(
 def test_bf16_channels_last_close_to_fp32(tmp_path: Path, tiny_model_dir: Path) -> None:
     store = make_store(tmp_path / "s.zarr", 16)
     run = score_cache(store, tiny_model_dir, device="cpu", precision="bf16")
-    prob = _read(store, f"scores/{run.model_id}/prob")
+    prob = _read(store, f"scores/{run.model_id}.bf16/prob")  # beside the fp32 scores
     ref = _reference(tiny_model_dir, store)[:, 1:].sum(1)
     assert run.precision == "bf16"
     np.testing.assert_allclose(prob, ref, atol=0.05)
 
 
-def test_scores_of_another_precision_are_replaced_not_reused(
-    tmp_path: Path, tiny_model_dir: Path
-) -> None:
+def test_each_precision_keeps_its_own_scores(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from cytoscreen.types import scores_key
+
     store = make_store(tmp_path / "s.zarr", 16)
     first = score_cache(store, tiny_model_dir, device="cpu", precision="bf16")
-    attrs = zarr.open_group(store, mode="r")[f"scores/{first.model_id}"].attrs["cytoscreen"]
-    assert attrs["precision"] == "bf16"
-    # same model, fp32 now: every patch is scored again and the record says fp32
+    group = zarr.open_group(store, mode="r")
+    assert group[f"scores/{first.model_id}.bf16"].attrs["cytoscreen"]["precision"] == "bf16"
+    assert f"scores/{first.model_id}" not in group
+    # fp32 now: scored into its own group; the bf16 scores stay and are reused after it
     second = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
     assert second.n_scored == 16 and second.precision == "fp32"
     attrs = zarr.open_group(store, mode="r")[f"scores/{first.model_id}"].attrs["cytoscreen"]
     assert attrs["precision"] == "fp32"
     ref = _reference(tiny_model_dir, store)[:, 1:].sum(1)
     np.testing.assert_allclose(_read(store, f"scores/{first.model_id}/prob"), ref, atol=1e-5)
-    # and the same precision again reuses them
+    assert score_cache(store, tiny_model_dir, device="cpu", precision="bf16").n_scored == 0
     assert score_cache(store, tiny_model_dir, device="cpu", precision="fp32").n_scored == 0
-    # scores whose runtime and precision were never recorded are not trusted either
+    # readers find each by the record of how it was made
+    assert scores_key(first.model_id, {"precision": "bf16"}) == f"{first.model_id}.bf16"
+    assert scores_key(first.model_id, {"precision": "fp32"}) == first.model_id
+    assert scores_key(first.model_id, None) == first.model_id
+    # scores whose runtime and precision were never recorded are not trusted: scored again
     group = zarr.open_group(store, mode="r+")[f"scores/{first.model_id}"]
     group.attrs["cytoscreen"] = {
         k: v for k, v in attrs.items() if k not in ("runtime", "precision")
     }
     assert score_cache(store, tiny_model_dir, device="cpu", precision="fp32").n_scored == 16
+
+
+def test_scores_of_another_runtime_at_the_same_precision_are_replaced(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    store = make_store(tmp_path / "s.zarr", 16)
+    run = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
+    group = zarr.open_group(store, mode="r+")[f"scores/{run.model_id}"]
+    group.attrs["cytoscreen"] = {**group.attrs["cytoscreen"], "runtime": "elsewhere"}
+    again = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
+    assert again.n_scored == 16  # its record would not describe them: replaced
+    attrs = zarr.open_group(store, mode="r")[f"scores/{run.model_id}"].attrs["cytoscreen"]
+    assert attrs["runtime"] == "torch"
 
 
 def test_non_finite_output_raises(
