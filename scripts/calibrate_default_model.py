@@ -142,25 +142,32 @@ def generate(
     return out
 
 
-def results_dir(work: Path, model: Path | None) -> Path:
+def results_dir(work: Path, model: Path | None, precision: str = "fp32") -> Path:
     """Where a model's screen of the set goes: ``results`` for the bundled model,
     ``results_<folder name>`` for a candidate (the patch cache is shared: scores are stored
-    per model)."""
-    return work / ("results" if model is None else f"results_{model.name}")
+    per model and precision), with ``_<precision>`` for a precision other than fp32."""
+    name = "results" if model is None else f"results_{model.name}"
+    return work / (name if precision == "fp32" else f"{name}_{precision}")
 
 
-def screen_all(work: Path, model: Path | None = None) -> Path:
+def _scoring(precision: str) -> dict[str, Any]:
+    """Config overrides that score at ``precision`` (OpenVINO on the CPU, as shipped)."""
+    return {} if precision == "fp32" else {"scoring.precision": precision,
+                                            "scoring.runtime": "openvino"}  # fmt: skip
+
+
+def screen_all(work: Path, model: Path | None = None, precision: str = "fp32") -> Path:
     """Scores-only screen of every slide with the configured rule (resumable: a rerun after
     the default rule changed re-aggregates the stored scores, it does not score again), with
     the bundled model or the candidate in ``model``."""
     from cytoscreen.config import load_config
     from cytoscreen.pipeline import screen
 
-    overrides: dict[str, Any] = {"triage.min_cellularity": 0}
+    overrides: dict[str, Any] = {"triage.min_cellularity": 0, **_scoring(precision)}
     if model is not None:
         overrides["scoring.model"] = str(model)
     cfg = load_config(overrides=overrides)
-    results = results_dir(work, model)
+    results = results_dir(work, model, precision)
     # only finished chunks (their manifest is written last): slides still being written by a
     # generation job are left for the next run
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
@@ -168,7 +175,7 @@ def screen_all(work: Path, model: Path | None = None) -> Path:
     return results
 
 
-def decide_all(work: Path) -> None:
+def decide_all(work: Path, precision: str = "fp32") -> None:
     """Screen the set with the shipped model and calibration (``--decide``: scores come from
     the cache) and print the outcomes by label and abnormal-cell stratum, how many positives
     were called NEGATIVE, and each not-assessable slide's first reason."""
@@ -181,7 +188,12 @@ def decide_all(work: Path) -> None:
     from cytoscreen.types import Outcome
 
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
-    report = screen(folders, work / "decided", load_config(), cache_dir=work / "cache")
+    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+
+    decided = "decided" if precision == "fp32" else f"decided_{precision}"
+    calibration = DEFAULT_MODEL_DIR / calibration_name(precision)
+    report = screen(folders, work / decided, load_config(overrides=_scoring(precision)),
+                    cache_dir=work / "cache", calibration_path=calibration)  # fmt: skip
     rows = {str(r.path): r for r in read_manifest(work / "manifest.csv", check_files=False).rows}
     outcomes: Counter[tuple[str, str, str]] = Counter()
     pos = negative_calls = below = 0
@@ -204,6 +216,11 @@ def decide_all(work: Path) -> None:
         print(f"  {label:<9} abnormal cells {stratum:<7} {outcome:<15} {k}")
     print(f"positives called NEGATIVE: {_prop(negative_calls, pos)}; positives scoring below "
           f"the threshold (not assessable or negative): {below}/{pos}")  # fmt: skip
+
+
+def calibration_name(precision: str) -> str:
+    """The bundled calibration of scores made at ``precision``."""
+    return "calibration.json" if precision == "fp32" else f"calibration.{precision}.json"
 
 
 def load_slides(
@@ -511,6 +528,9 @@ def main() -> None:
     )
     ap.add_argument("--study", action="store_true")
     ap.add_argument("--against", type=Path, help="with --study: a decided held-out set's work")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="score with OpenVINO at this precision (results_<p>, decided_<p>, "
+                    "calibration.<p>.json)")  # fmt: skip
     ap.add_argument("--decide", action="store_true", help="outcomes with the shipped calibration")
     ap.add_argument("--write", action="store_true", help="write calibration.json beside the model")
     args = ap.parse_args()
@@ -526,21 +546,24 @@ def main() -> None:
         }
         generate(args.work, counts, args.workers, args.fields, args.shifted)
     if args.screen:
-        screen_all(args.work, args.model)
+        screen_all(args.work, args.model, args.precision)
     if args.study:
-        against = load_slides(args.against, folder=args.against / "decided") if args.against else []
-        study(load_slides(args.work, args.model), args.target, against)
+        decided = "decided" if args.precision == "fp32" else f"decided_{args.precision}"
+        against = load_slides(args.against, folder=args.against / decided) if args.against else []
+        study(load_slides(args.work, args.model, results_dir(args.work, args.model,
+                                                              args.precision)),
+              args.target, against)  # fmt: skip
     if args.decide:
-        decide_all(args.work)
+        decide_all(args.work, args.precision)
     if args.write:
         from cytoscreen.calibration import calibrate_from_results
         from cytoscreen.pipeline import DEFAULT_MODEL_DIR
 
-        results = screen_all(args.work)
+        results = screen_all(args.work, precision=args.precision)
         run = calibrate_from_results(
             args.work / "manifest.csv",
             results,
-            DEFAULT_MODEL_DIR / "calibration.json",
+            DEFAULT_MODEL_DIR / calibration_name(args.precision),
             target_sensitivity=args.target,
         )
         cal = run.calibration
