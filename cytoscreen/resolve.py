@@ -8,7 +8,7 @@ compared with that reference; the maths is ``slide.domain``'s).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_DIR = BUNDLED_MODEL_DIR  # the bundled model (package data)
 CALIBRATION_NAME = "calibration.json"
+ALTERNATIVE_CALIBRATIONS = "calibration.*.json"  # calibration.bf16.json: scores made in bf16
 # the domain reference beside a model (written by `cytoscreen domain-reference`)
 DOMAIN_NAME = "domain.json"
 
@@ -63,12 +64,31 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class CalibrationChoice:
+    """The calibration of a run: the one named (or calibration.json beside the model) and,
+    beside the model's own, one per other precision it was calibrated at
+    (``calibration.<precision>.json``: the threshold of scores made that way)."""
+
     path: Path
     sha256: str
     calibration: Calibration
+    alternatives: tuple[CalibrationChoice, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What a finished slide's record must match: every file's sha256."""
+        return "+".join([self.sha256, *(a.sha256 for a in self.alternatives)])
+
+    def for_scoring(self, how: dict[str, str]) -> CalibrationChoice:
+        """The calibration made on scores like ``how`` (a ``Scorer.describe()``): this one, or
+        the alternative that matches; this one when none does (its decisions then keep the
+        slide from NEGATIVE, ``slide.decide.scored_otherwise_reason``)."""
+        for choice in (self, *self.alternatives):
+            if choice.calibration.scoring_differs(how) is None:
+                return choice
+        return self
 
     def record(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": str(self.path),
             "sha256": self.sha256,
             "threshold": self.calibration.threshold,
@@ -76,6 +96,9 @@ class CalibrationChoice:
             "target_sensitivity": self.calibration.target_sensitivity,
             "scoring": self.calibration.scoring,
         }
+        if self.alternatives:
+            out["alternatives"] = [a.record() for a in self.alternatives]
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,11 +187,22 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
 def resolve_calibration(
     cfg: Config, model: ModelChoice, calibration_path: Path | None = None
 ) -> CalibrationChoice:
-    """``calibration_path``, else ``scoring.calibration``, else calibration.json beside the model.
+    """``calibration_path``, else ``scoring.calibration``, else calibration.json beside the model
+    (with the model's calibrations at other precisions, ``calibration.<precision>.json``, as
+    alternatives: each slide is decided by the one made on scores like its own).
 
     Refuses a calibration made for another model or aggregation rule.
     """
-    path = calibration_path or cfg.scoring.calibration or model.dir / CALIBRATION_NAME
+    named = calibration_path or cfg.scoring.calibration
+    path = named or model.dir / CALIBRATION_NAME
+    choice = _calibration_file(cfg, model, path)
+    if named is not None:
+        return choice
+    others = sorted(model.dir.glob(ALTERNATIVE_CALIBRATIONS))
+    return replace(choice, alternatives=tuple(_calibration_file(cfg, model, p) for p in others))
+
+
+def _calibration_file(cfg: Config, model: ModelChoice, path: Path) -> CalibrationChoice:
     if not path.is_file():
         raise BadCalibration(
             "no calibration file",

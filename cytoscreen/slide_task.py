@@ -75,7 +75,7 @@ class ScreenJob:
         return {
             "config_hash": self.cfg.hash(*RESULT_SECTIONS),
             "model_id": self.model.model_id,
-            "calibration_sha256": self.calibration.sha256 if self.calibration else None,
+            "calibration_sha256": self.calibration.key if self.calibration else None,
             "domain_sha256": self.domain.sha256 if self.domain else None,
         }
 
@@ -84,7 +84,7 @@ class ScreenJob:
         ``Scorer.describe()``): a calibration made with another runtime or precision."""
         if self.calibration is None:
             return []
-        mismatch = self.calibration.calibration.scoring_differs(scoring)
+        mismatch = self.calibration.for_scoring(scoring).calibration.scoring_differs(scoring)
         return [f"calibration: {mismatch}"] if mismatch else []
 
     def provenance(self, slide: SlideInput) -> dict[str, Any]:
@@ -155,7 +155,6 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
     record (without timings)."""
     slide, job = run.slide, run.job
     cfg, out = job.cfg, slide_folder(job.out_dir, slide.id)
-    cal = job.calibration.calibration if job.calibration else None
     with run.stage("tiling"):
         progress = partial(run.observer.stage, slide, "tiling")
         store = stages.tile(slide, cfg, job.cache_dir, progress)
@@ -163,6 +162,9 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
         scorer = run.get_scorer()
         with run.scoring_lock:
             scored = stages.score(store, scorer, cfg.scoring)
+    # the calibration made on scores like these (e.g. calibration.bf16.json for bf16 scores)
+    chosen = job.calibration.for_scoring(scorer.describe()) if job.calibration else None
+    cal = chosen.calibration if chosen else None
     with run.stage("deciding"):
         slide_score = stages.aggregate(scored, cfg, cal)
         decided = stages.decide(scored, slide_score, cfg, cal, job.domain, scorer.describe())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,6 +123,35 @@ def test_calibrate_from_a_screened_manifest(
                   calibration_path=target)  # fmt: skip
     assert not any("calibrated on" in w for r in same.results for w in r.warnings)
     assert same.warnings == []
+    # a calibration made on bf16 scores beside the model's own decides its bf16-scored slides
+    shutil.copytree(model_dir, tmp_path / "model")
+    shutil.copy(target, tmp_path / "model" / "calibration.json")
+    scored_bf16 = screen([manifest.parent / "slides"], tmp_path / "bf16-scores", bf16,
+                         model_dir=tmp_path / "model", scores_only=True)  # fmt: skip
+    assert scored_bf16.results
+    bf16_cal = calibrate_from_results(
+        manifest, tmp_path / "bf16-scores", tmp_path / "model" / "calibration.bf16.json",
+        target_sensitivity=0.9, min_cells={"liquid": 0, "conventional": 0},
+    ).calibration  # fmt: skip
+    assert bf16_cal.scoring == {"runtime": "torch", "precision": "bf16"}
+    choice = resolve_calibration(bf16, resolve_model(bf16, tmp_path / "model"))
+    assert [a.calibration for a in choice.alternatives] == [bf16_cal]
+    assert choice.for_scoring({"runtime": "torch", "precision": "bf16", "device": "cpu"}) \
+        .calibration == bf16_cal  # fmt: skip
+    assert choice.for_scoring({"runtime": "torch", "precision": "fp32", "device": "cpu"}) is choice
+    matched = screen([manifest.parent / "slides"], tmp_path / "bf16-matched", bf16,
+                     model_dir=tmp_path / "model")  # fmt: skip
+    assert matched.warnings == []
+    for r in matched.results:
+        assert not any("calibrated on" in w for w in r.warnings)
+        if r.outcome in (Outcome.NEGATIVE, Outcome.REVIEW):
+            assert r.threshold == bf16_cal.threshold
+    assert any(r.outcome is Outcome.NEGATIVE for r in matched.results)  # set aside again
+    run = json.loads((tmp_path / "bf16-matched" / "run.json").read_text())
+    assert run["calibration"]["alternatives"][0]["scoring"]["precision"] == "bf16"
+    # a calibration named on the command line stands alone
+    named = resolve_calibration(bf16, resolve_model(bf16, tmp_path / "model"), target)
+    assert named.alternatives == ()
     # slides scored in different ways make no calibration
     first = sorted((out / "slides").glob("*/result.json"))[0]
     record = json.loads(first.read_text())
