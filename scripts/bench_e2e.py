@@ -132,7 +132,7 @@ class ScreenRun:
     store: Path
 
 
-def run_screen(slide: Path, size: int, work: Path) -> ScreenRun:
+def run_screen(slide: Path, size: int, work: Path, precision: str | None = None) -> ScreenRun:
     # driver side only: the same file runs as the TIAToolbox worker, where cytoscreen is absent
     from cytoscreen.slide_result import load_results
     from cytoscreen.synth.slide import load_truth, truth_paths
@@ -141,7 +141,14 @@ def run_screen(slide: Path, size: int, work: Path) -> ScreenRun:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     exe = Path(sys.executable).with_name("cytoscreen")
-    m = run_measured([str(exe), "screen", str(slide), "--out", str(out), "--cache", str(cache)])
+    cmd = [str(exe), "screen", str(slide), "--out", str(out), "--cache", str(cache)]
+    if precision:  # `screen` takes it from a config file
+        config = work / f"e2e-{precision}.yaml"
+        config.write_text(
+            f"scoring:\n  runtime: openvino\n  precision: {precision}\n", encoding="utf-8"
+        )
+        cmd += ["--config", str(config)]
+    m = run_measured(cmd)
     if m.returncode != 0:
         raise SystemExit(f"cytoscreen screen failed on {slide}:\n{m.stdout[-3000:]}")
     (record,) = load_results(out)
@@ -410,6 +417,9 @@ def main() -> None:
     ap.add_argument(
         "--tia-workers", type=int, default=0, help="TIAToolbox DataLoader workers (its default 0)"
     )
+    ap.add_argument(
+        "--precision", help="score with OpenVINO at this precision (default: the config, fp32)"
+    )
     args = ap.parse_args()
 
     from cytoscreen.config import load_config
@@ -432,7 +442,7 @@ def main() -> None:
     for size in sorted(set(args.sizes) | set(args.compare)):
         slide = ensure_slide(args.workdir, size)
         before = os.getloadavg()[0]
-        run = run_screen(slide, size, args.workdir)
+        run = run_screen(slide, size, args.workdir, args.precision)
         after = os.getloadavg()[0]
         if size in args.sizes:
             scaling.append((run, (before, after)))
