@@ -253,11 +253,18 @@ def test_figures_over_no_slide_are_null_in_the_record(tmp_path: Path) -> None:
             load_calibration(tmp_path / "bad.json")
 
 
-def test_the_shipped_calibration_loads_and_dumps_to_the_same_bytes(tmp_path: Path) -> None:
-    shipped = BUNDLED_MODEL_DIR / "calibration.json"
+@pytest.mark.parametrize("name", ["calibration.json", "calibration.bf16.json"])
+def test_the_shipped_calibration_loads_and_dumps_to_the_same_bytes(
+    tmp_path: Path, name: str
+) -> None:
+    shipped = BUNDLED_MODEL_DIR / name
     c = load_calibration(shipped)
     assert c.sensitivity.n > 0 and c.model_dump(mode="json") == json.loads(shipped.read_text())
     assert save_calibration(c, tmp_path / "c.json").read_bytes() == shipped.read_bytes()
+    # each says how its scores were made, and both were made on the same slides
+    assert c.scoring == {"runtime": "openvino", "precision": name.split(".")[1].replace(
+        "json", "fp32")}  # fmt: skip
+    assert c.target_at == "lower_bound" and c.warnings == ()
 
 
 def test_lower_bound_threshold_is_the_largest_whose_exact_bound_shows_the_target() -> None:
