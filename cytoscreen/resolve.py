@@ -41,6 +41,12 @@ ALTERNATIVE_CALIBRATIONS = "calibration.*.json"  # calibration.bf16.json: scores
 DOMAIN_NAME = "domain.json"
 
 
+def calibration_name(precision: str) -> str:
+    """The file name of a model's calibration of scores made at ``precision``: calibration.json
+    for fp32, ``calibration.<precision>.json`` (one of ``ALTERNATIVE_CALIBRATIONS``) else."""
+    return CALIBRATION_NAME if precision == "fp32" else f"calibration.{precision}.json"
+
+
 # ---------------------------------------------------------------- model and calibration
 
 

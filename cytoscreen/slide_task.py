@@ -162,16 +162,16 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
         scorer = run.get_scorer()
         with run.scoring_lock:
             scored = stages.score(store, scorer, cfg.scoring)
+    how = scorer.describe()
     # the calibration made on scores like these (e.g. calibration.bf16.json for bf16 scores)
-    chosen = job.calibration.for_scoring(scorer.describe()) if job.calibration else None
+    chosen = job.calibration.for_scoring(how) if job.calibration else None
     cal = chosen.calibration if chosen else None
     with run.stage("deciding"):
         slide_score = stages.aggregate(scored, cfg, cal)
-        decided = stages.decide(scored, slide_score, cfg, cal, job.domain, scorer.describe())
+        decided = stages.decide(scored, slide_score, cfg, cal, job.domain, how)
         rows = stages.write_fields(out, slide.id, slide_score)
     with run.stage("images"):
         image_warnings = stages.draw_images(slide, out, scored, slide_score, decided.decision, cfg)
-    how = scorer.describe()  # also what decide was told
     return stages.build_result(
         provenance,
         scored,

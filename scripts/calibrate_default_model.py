@@ -150,6 +150,11 @@ def results_dir(work: Path, model: Path | None, precision: str = "fp32") -> Path
     return work / (name if precision == "fp32" else f"{name}_{precision}")
 
 
+def decided_dir(work: Path, precision: str = "fp32") -> Path:
+    """Where ``--decide`` screens the set with the shipped calibration of ``precision``."""
+    return work / ("decided" if precision == "fp32" else f"decided_{precision}")
+
+
 def _scoring(precision: str) -> dict[str, Any]:
     """Config overrides that score at ``precision`` (OpenVINO on the CPU, as shipped)."""
     return {} if precision == "fp32" else {"scoring.precision": precision,
@@ -183,17 +188,16 @@ def decide_all(work: Path, precision: str = "fp32") -> None:
 
     from cytoscreen.config import load_config
     from cytoscreen.manifest import read_manifest
-    from cytoscreen.pipeline import screen
+    from cytoscreen.pipeline import DEFAULT_MODEL_DIR, screen
+    from cytoscreen.resolve import calibration_name
     from cytoscreen.strata import abnormal_stratum
     from cytoscreen.types import Outcome
 
     folders = sorted(m.parent / "slides" for m in (work / "sets").glob("*/manifest.csv"))
-    from cytoscreen.pipeline import DEFAULT_MODEL_DIR
-
-    decided = "decided" if precision == "fp32" else f"decided_{precision}"
+    cfg = load_config(overrides=_scoring(precision))
     calibration = DEFAULT_MODEL_DIR / calibration_name(precision)
-    report = screen(folders, work / decided, load_config(overrides=_scoring(precision)),
-                    cache_dir=work / "cache", calibration_path=calibration)  # fmt: skip
+    report = screen(folders, decided_dir(work, precision), cfg, cache_dir=work / "cache",
+                    calibration_path=calibration)  # fmt: skip
     rows = {str(r.path): r for r in read_manifest(work / "manifest.csv", check_files=False).rows}
     outcomes: Counter[tuple[str, str, str]] = Counter()
     pos = negative_calls = below = 0
@@ -216,11 +220,6 @@ def decide_all(work: Path, precision: str = "fp32") -> None:
         print(f"  {label:<9} abnormal cells {stratum:<7} {outcome:<15} {k}")
     print(f"positives called NEGATIVE: {_prop(negative_calls, pos)}; positives scoring below "
           f"the threshold (not assessable or negative): {below}/{pos}")  # fmt: skip
-
-
-def calibration_name(precision: str) -> str:
-    """The bundled calibration of scores made at ``precision``."""
-    return "calibration.json" if precision == "fp32" else f"calibration.{precision}.json"
 
 
 def load_slides(
@@ -548,8 +547,11 @@ def main() -> None:
     if args.screen:
         screen_all(args.work, args.model, args.precision)
     if args.study:
-        decided = "decided" if args.precision == "fp32" else f"decided_{args.precision}"
-        against = load_slides(args.against, folder=args.against / decided) if args.against else []
+        against = (
+            load_slides(args.against, folder=decided_dir(args.against, args.precision))
+            if args.against
+            else []
+        )
         study(load_slides(args.work, args.model, results_dir(args.work, args.model,
                                                               args.precision)),
               args.target, against)  # fmt: skip
@@ -558,6 +560,7 @@ def main() -> None:
     if args.write:
         from cytoscreen.calibration import calibrate_from_results
         from cytoscreen.pipeline import DEFAULT_MODEL_DIR
+        from cytoscreen.resolve import calibration_name
 
         results = screen_all(args.work, precision=args.precision)
         run = calibrate_from_results(

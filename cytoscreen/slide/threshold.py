@@ -55,12 +55,11 @@ def _check(
     return kept, vals, [ys[i] for i in kept], unscorable_pos
 
 
-def choose_threshold(
-    scores: Sequence[float | None],
-    labels: Sequence[int | bool],
-    target_sensitivity: float = 0.99,
-) -> float:
-    """The largest threshold t with sensitivity(score >= t) >= target on the scored slides."""
+def _ranked_positives(
+    scores: Sequence[float | None], labels: Sequence[int | bool], target_sensitivity: float
+) -> tuple[np.ndarray, int]:
+    """The scored positives' scores, highest first, and the fewest detections m whose share
+    m / n meets the target (a plain float comparison, no ceil rounding)."""
     if not 0.0 < target_sensitivity <= 1.0:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
     _, vals, ys, _ = _check(scores, labels)
@@ -71,8 +70,16 @@ def choose_threshold(
             "no scorable positive (abnormal) slide in the calibration set: sensitivity cannot "
             "be measured, so no threshold can be chosen"
         )
-    # Fewest detections m with m / n_pos >= target (a plain float comparison, no ceil rounding).
-    m = next(m for m in range(1, n_pos + 1) if m / n_pos >= target_sensitivity)
+    return pos, next(m for m in range(1, n_pos + 1) if m / n_pos >= target_sensitivity)
+
+
+def choose_threshold(
+    scores: Sequence[float | None],
+    labels: Sequence[int | bool],
+    target_sensitivity: float = 0.99,
+) -> float:
+    """The largest threshold t with sensitivity(score >= t) >= target on the scored slides."""
+    pos, m = _ranked_positives(scores, labels, target_sensitivity)
     return float(pos[m - 1])
 
 
@@ -86,15 +93,13 @@ def lower_bound_threshold(
     ``confidence``) is at least the target on the scored slides: the set must *show* the target,
     not only reach it on average. Where no threshold can (too few positives: fewer than
     ``positives_needed`` detected), the one that detects every positive: the most the set can
-    show. Never above :func:`choose_threshold`'s."""
-    point = choose_threshold(scores, labels, target_sensitivity)
-    _, vals, ys, _ = _check(scores, labels)
-    pos = np.sort(np.array([v for v, y in zip(vals, ys, strict=True) if y == 1]))[::-1]
-    n_pos = pos.size
-    for m in range(1, n_pos + 1):  # fewest detections whose lower bound reaches the target
-        lower = proportion(m, n_pos, confidence).lower
+    show. Never above :func:`choose_threshold`'s: the search starts at its detections, since an
+    exact lower bound never exceeds the share detected."""
+    pos, fewest = _ranked_positives(scores, labels, target_sensitivity)
+    for m in range(fewest, pos.size + 1):  # fewest detections whose lower bound reaches it
+        lower = proportion(m, pos.size, confidence).lower
         if lower is not None and lower >= target_sensitivity:
-            return min(point, float(pos[m - 1]))
+            return float(pos[m - 1])
     return float(pos[-1])
 
 
