@@ -153,6 +153,10 @@ real, locally labelled slides and pathologist reviews.
 - slide-level decisions beyond what its calibration.json measured (this card is patch level;
   the slide threshold, its sensitivity and specificity with counts and the slides they were
   measured on are in calibration.json and docs/model.md);
+- slide-level figures as if each slide were an independent sample: the generated slides of one
+  split reuse a small pool of its cells (every val negative of the shipped calibration is made
+  of copies of the same few hundred NILM cells; docs/model.md gives the pool), and their
+  intervals count slides, not cells or fields;
 - populations, labs and prevalences beyond the CRIC collection.
 
 ## Attribution
