@@ -15,12 +15,18 @@ cells whose nuclei they hold and prints:
   holding its nucleus (over all its copies): how many NILM cells of the pool reach 0.5 / 0.9 /
   0.99, against the abnormal source cells of the positives.
 
+``--csv`` writes those figures per source cell (a spreadsheet of the pool); ``--sheet`` draws,
+for the source cells most often among the top patches, the CRIC crop beside its
+highest-scoring copies on the slides, for a cytologist to say whether the label holds.
+
 Figures describe the generated slides the results were made from (their split's fields).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import heapq
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -31,8 +37,11 @@ from cytoscreen.slide_result import load_results
 from cytoscreen.synth.slide import SlideTruth, load_truth
 from cytoscreen.tiling.store import PatchStore
 
+REPO = Path(__file__).resolve().parents[1]
 ADEQUATE = 5000
 TOP = 10
+COPIES = 5  # copies per source cell on the sheet
+TILE = 224
 
 
 def patch_of_cells(truth: SlideTruth, xy: npt.NDArray[np.float64], side: float) -> npt.NDArray:
@@ -51,12 +60,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--show", type=int, default=10, help="source cells listed")
+    ap.add_argument("--csv", type=Path, help="write per-source-cell figures here")
+    ap.add_argument("--sheet", type=Path, help="write a PNG of the top source cells here")
+    ap.add_argument("--cric", type=Path, default=REPO.parent / "shared" / "data" / "cric")
     args = ap.parse_args()
 
     per_cell: dict[tuple[str, int], list[float]] = defaultdict(list)  # (kind, cell) -> scores
     top_count: Counter[int] = Counter()
     top_slides: dict[int, set[str]] = defaultdict(set)
     distinct, copies, n_neg = [], Counter[int](), 0
+    best_copies: dict[int, list[tuple[float, str, int]]] = defaultdict(list)  # NILM cell -> heap
     for r in load_results(args.results):
         if r.path is None or r.cache is None or r.model_id is None:
             continue
@@ -75,6 +88,11 @@ def main() -> None:
         for c, i in zip(truth.cells, where, strict=True):
             if i >= 0 and np.isfinite(p[i]) and (c.abnormal or adequate_negative):
                 per_cell[("abnormal" if c.abnormal else "NILM", c.cric_cell_id)].append(p[i])
+                if not c.abnormal:
+                    keep = best_copies[c.cric_cell_id]
+                    (heapq.heappush if len(keep) < COPIES else heapq.heappushpop)(
+                        keep, (float(p[i]), str(r.cache), int(i))
+                    )
         if not adequate_negative:
             continue
         n_neg += 1
@@ -108,6 +126,63 @@ def main() -> None:
             per = np.array([np.percentile(v, q) for (k, _), v in per_cell.items() if k == kind])
             row = "".join(f"{int((per >= t).sum()):>9}" for t in (0.5, 0.9, 0.99))
             print(f"{kind:<10}{name:<12}{per.size:>6}{row}")
+    if args.csv:
+        write_csv(args.csv, per_cell, top_count, top_slides)
+        print(f"\nwrote {args.csv}")
+    if args.sheet:
+        shown = [cid for cid, _ in top_count.most_common(args.show)]
+        write_sheet(args.sheet, shown, best_copies, args.cric)
+        print(f"wrote {args.sheet}")
+
+
+def write_csv(
+    path: Path,
+    per_cell: dict[tuple[str, int], list[float]],
+    top_count: Counter[int],
+    top_slides: dict[int, set[str]],
+) -> None:
+    """One row per source cell: its copies' score statistics and its top-patch appearances."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["kind", "cric_cell_id", "copies", "median", "p90", "p99", "max", "top_patches",
+             "top_slides"]
+        )  # fmt: skip
+        for (kind, cid), v in sorted(per_cell.items(), key=lambda kv: -float(np.max(kv[1]))):
+            q = np.percentile(v, [50, 90, 99])
+            n_top = top_count.get(cid, 0) if kind == "NILM" else 0
+            n_slides = len(top_slides.get(cid, ())) if kind == "NILM" else 0
+            w.writerow([kind, cid, len(v), *(f"{x:.4f}" for x in (*q, max(v))), n_top, n_slides])
+
+
+def write_sheet(
+    path: Path,
+    shown: list[int],
+    best_copies: dict[int, list[tuple[float, str, int]]],
+    cric: Path,
+) -> None:
+    """A row per source cell: its CRIC crop (label NILM), then its best-scoring copies."""
+    from PIL import Image, ImageDraw
+
+    crops = {}
+    with (cric / "manifest.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            crops[int(row["cric_cell_id"])] = cric / row["path"]
+    sheet = Image.new("RGB", ((COPIES + 1) * (TILE + 4), len(shown) * (TILE + 4)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, cid in enumerate(shown):
+        y = r * (TILE + 4)
+        if cid in crops and crops[cid].exists():
+            crop = Image.open(crops[cid]).convert("RGB").resize((TILE, TILE))
+            sheet.paste(crop, (0, y))
+        draw.text((4, y + 4), f"CRIC {cid} (NILM)", fill=(0, 0, 0))
+        for k, (score, cache, i) in enumerate(sorted(best_copies[cid], reverse=True)):
+            patch = np.asarray(PatchStore.open(cache).images[i], dtype=np.uint8)
+            x = (k + 1) * (TILE + 4)
+            sheet.paste(Image.fromarray(patch).resize((TILE, TILE)), (x, y))
+            draw.text((x + 4, y + 4), f"{score:.3f}", fill=(200, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 if __name__ == "__main__":
