@@ -142,6 +142,13 @@ def worker_problem(facts: dict[str, Any], version: str) -> str | None:
     return None
 
 
+def _scorer_key(job: ScreenJob) -> tuple[str, ...]:
+    """What a worker's cached scorer depends on: the model, the scoring settings and the
+    calibration (which may decide the precision, ``ModelChoice.scorer``)."""
+    cal = job.calibration.key if job.calibration is not None else ""
+    return (str(job.model.dir), job.model.model_id, job.cfg.hash("scoring"), cal)
+
+
 class ScorerPlugin(WorkerPlugin):
     """The worker's scorer, loaded once on first use and kept for every slide it screens
     (only the latest model and scoring settings are kept), with the lock its threads take
@@ -155,23 +162,22 @@ class ScorerPlugin(WorkerPlugin):
 
         self._lock = threading.Lock()
         self.score_lock = threading.Lock()
-        self._scorers: dict[tuple[str, str, str], Scorer] = {}
+        self._scorers: dict[tuple[str, ...], Scorer] = {}
         self.loads = 0  # models loaded by this worker
         warm_up()  # the fork server of the slide readers' child processes
 
     def scorer(self, job: ScreenJob) -> Scorer:
-        key = (str(job.model.dir), job.model.model_id, job.cfg.hash("scoring"))
+        key = _scorer_key(job)
         with self._lock:
             if key not in self._scorers:
                 self._scorers.clear()
-                self._scorers[key] = job.model.scorer(job.cfg)
+                self._scorers[key] = job.model.scorer(job.cfg, job.calibration)
                 self.loads += 1
             return self._scorers[key]
 
     def describe(self, job: ScreenJob) -> dict[str, str] | None:
         """How the worker scores for ``job`` (``Scorer.describe()``); None if not loaded."""
-        key = (str(job.model.dir), job.model.model_id, job.cfg.hash("scoring"))
-        found = self._scorers.get(key)
+        found = self._scorers.get(_scorer_key(job))
         return found.describe() if found is not None else None
 
 

@@ -245,7 +245,7 @@ def screen(
         scoring: dict[str, str] | None = None
         warnings: list[str] = []
         if address is None:
-            scorer = model.scorer(cfg)  # before any tiling: a model that cannot score stops here
+            scorer = model.scorer(cfg, cal)  # before any tiling: one that cannot score stops here
             scoring = scorer.describe()
             warnings = job.run_warnings(scoring)
         else:

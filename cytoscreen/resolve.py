@@ -55,13 +55,43 @@ class ModelChoice:
     dir: Path
     card: ModelCard
 
-    def scorer(self, cfg: Config) -> Scorer:
+    def scorer(self, cfg: Config, calibration: CalibrationChoice | None = None) -> Scorer:
         """The batch's one scorer: the model on its device, in the precision the config asks
-        (a setting this machine cannot honour raises ConfigError naming it)."""
+        (a setting this machine cannot honour raises ConfigError naming it).
+
+        With ``scoring.precision: auto`` and a ``calibration``, a precision that some
+        calibration describes is preferred to one none does: a slide scored in a way no
+        calibration describes can never be set aside (``slide.decide.never_negative``), so
+        PyTorch on a CPU without OpenVINO scores in fp32 (which the fp32 calibration holds for)
+        rather than the card's faster bf16, and says so in its runtime note."""
+        from dataclasses import replace as replace_scorer
+
         from cytoscreen.scoring.scorer import build_scorer
 
         # the card was read and the weights checked by resolve_model
-        return build_scorer(self.dir, cfg.scoring, card=self.card)
+        scorer = build_scorer(self.dir, cfg.scoring, card=self.card)
+        if calibration is None or cfg.scoring.precision != "auto":
+            return scorer
+        first = scorer.describe()
+        if calibration.describes(first):
+            return scorer
+        for precision in ("fp32", "bf16"):
+            if precision == first["precision"]:
+                continue
+            scoring = cfg.scoring.model_copy(update={"precision": precision})
+            try:
+                other = build_scorer(self.dir, scoring, card=self.card)
+            except ConfigError:
+                continue  # not on this machine
+            if calibration.describes(other.describe()):
+                note = (
+                    f"{other.runtime_note}; precision {precision}, not {first['precision']}: "
+                    f"no calibration of this model describes {first['runtime']} "
+                    f"{first['precision']} scores, so slides scored that way could never be "
+                    "set aside"
+                )
+                return replace_scorer(other, runtime_note=note.lstrip("; "))
+        return scorer
 
     @property
     def model_id(self) -> str:
@@ -83,6 +113,11 @@ class CalibrationChoice:
     def key(self) -> str:
         """What a finished slide's record must match: every file's sha256."""
         return "+".join([self.sha256, *(a.sha256 for a in self.alternatives)])
+
+    def describes(self, how: dict[str, str]) -> bool:
+        """Whether this calibration or one of its alternatives was made on scores like
+        ``how`` (a Scorer.describe())."""
+        return self.for_scoring(how).calibration.scoring_differs(how) is None
 
     def for_scoring(self, how: dict[str, str]) -> CalibrationChoice:
         """The calibration made on scores like ``how`` (a ``Scorer.describe()``): this one, or

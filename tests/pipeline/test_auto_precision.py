@@ -1,0 +1,41 @@
+"""``scoring.precision: auto`` prefers a precision some calibration describes (resolve)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cytoscreen.config import load_config
+from cytoscreen.resolve import resolve_calibration, resolve_model
+
+
+def test_auto_precision_scores_as_a_calibration_describes(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    # PyTorch on a CPU (a lab without OpenVINO), the bundled model and its shipped
+    # calibrations: OpenVINO fp32 (which PyTorch fp32 on the CPU counts as) and OpenVINO bf16
+    bundled = {"patch_size": 224, "target_mpp": 0.25}
+    cfg = load_config(
+        write_config(tmp_path / "torch.yaml", scoring={"runtime": "torch"}, tiling=bundled)
+    )
+    model = resolve_model(cfg, None)
+    cal = resolve_calibration(cfg, model, None)
+    plain = model.scorer(cfg).describe()  # the card's choice, as before
+    chosen = model.scorer(cfg, cal).describe()
+    assert chosen["runtime"] == "torch"
+    assert cal.describes(chosen), chosen  # its slides can be set aside
+    if cal.describes(plain):
+        assert chosen == plain
+    else:  # PyTorch bf16: no calibration made on it; fp32 is, so auto takes fp32 and says why
+        assert plain["precision"] == "bf16" and chosen["precision"] == "fp32"
+        assert "no calibration of this model describes torch bf16" in chosen["runtime_note"]
+    # an explicit precision is kept, described or not (a screen then says so per slide)
+    bf16 = load_config(
+        write_config(
+            tmp_path / "bf16.yaml",
+            scoring={"runtime": "torch", "precision": "bf16"},
+            tiling=bundled,
+        )
+    )
+    kept = model.scorer(bf16, cal).describe()
+    assert kept["precision"] == "bf16" and not cal.describes(kept)
