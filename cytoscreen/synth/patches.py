@@ -114,9 +114,13 @@ class VirtualSlides:
         seed: int = 0,
         conditions: Conditions = Conditions(),
         cache_mb: float = 512.0,
+        positive_edge_um: float = EDGE_UM,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.kit = kit
+        # how far inside a positive window its abnormal nucleus lies at least (EDGE_UM: the
+        # label's own margin; less trains on nuclei the patch grid cuts, docs/model.md)
+        self.positive_edge_um = positive_edge_um
         self.mpp = mpp
         self.patch_px = patch_px
         self.slides: list[VirtualSlide] = []
@@ -172,7 +176,7 @@ class VirtualSlides:
         s = int(rng.choice(self.positive))
         ab = self.slides[s].abnormal_xy
         x, y = ab[int(rng.integers(ab.shape[0]))]
-        size, edge = self.size_l0, EDGE_UM / self.kit.mpp
+        size, edge = self.size_l0, self.positive_edge_um / self.kit.mpp
         ox, oy = rng.uniform(edge, size - edge, 2)
         return s, float(x - ox), float(y - oy)
 

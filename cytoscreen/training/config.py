@@ -58,6 +58,10 @@ class ContextSource(_Section):
     positive_share: float = Field(0.5, gt=0, lt=1)  # share of positive windows per epoch
     val_slides: int = Field(8, ge=2)  # virtual slides of the val fields for validation windows
     val_windows: int = Field(600, ge=20)  # validation windows cut from them (half positive)
+    # a positive training window holds its abnormal nucleus at least this far inside (um);
+    # the screening grid cuts nuclei anywhere, so less than the label margin (synth.patches
+    # .EDGE_UM, 6) trains on cut nuclei too; validation windows keep the margin
+    positive_edge_um: float = Field(6.0, ge=0.0, le=20.0)
     # hard negatives: score this many negative windows of the train slides with the starting
     # model (``init``) and keep the ``hard_keep`` it scores highest as a source of their own
     # ("hard" in ``mix``); 0: none

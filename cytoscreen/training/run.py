@@ -369,6 +369,7 @@ def train_model(
         n_cells=ctx.n_cells,
         n_abnormal=ctx.n_abnormal,
         seed=cfg.seed,
+        positive_edge_um=ctx.positive_edge_um,
     )
     if hold_out_extra:
         extra_tr, extra_va = split_extra(extra, cfg.val_fraction, cfg.seed)

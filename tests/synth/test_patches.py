@@ -47,6 +47,32 @@ def test_windows_hold_what_their_label_says(kit: CellKit) -> None:
     assert only_positive.negative_window(rng) is None
 
 
+def test_positive_edge_um_sets_how_far_inside_the_drawn_nucleus_lies(kit: CellKit) -> None:
+    def nearest_edge(vs: VirtualSlides, n: int) -> np.ndarray:
+        """Per drawn positive window: its drawn nucleus' distance to the nearest edge (px)."""
+        rng = np.random.default_rng(1)
+        out = []
+        for _ in range(n):
+            state = rng.bit_generator.state
+            s, x0, y0 = vs.positive_window(rng)
+            again = np.random.default_rng()
+            again.bit_generator.state = state
+            int(again.choice(vs.positive))  # replay the draw to find the chosen nucleus
+            ab = vs.slides[s].abnormal_xy
+            x, y = ab[int(again.integers(ab.shape[0]))]
+            out.append(min(x - x0, x0 + vs.size_l0 - x, y - y0, y0 + vs.size_l0 - y))
+        return np.array(out)
+
+    args = dict(n_negative=0, n_positive=1, mpp=0.5, patch_px=64, n_cells=100,
+                n_abnormal=(2, 3), seed=3)  # fmt: skip
+    margin = EDGE_UM / kit.mpp
+    default = nearest_edge(VirtualSlides(kit, **args), 200)
+    assert default.min() >= margin - 1e-6  # the label's margin, as before
+    cut = nearest_edge(VirtualSlides(kit, positive_edge_um=1.0, **args), 200)
+    assert cut.min() >= 1.0 / kit.mpp - 1e-6
+    assert (cut < margin).mean() > 0.05  # nuclei the grid cuts are now drawn too
+
+
 def test_cell_patches_one_per_cell_with_its_own_label(kit: CellKit) -> None:
     cp = cell_patches(kit, mpp=0.5, patch_px=64, seed=1)
     n_cells = sum(len(f.crops) for f in kit.fields.values())
