@@ -64,8 +64,6 @@ class ModelChoice:
         calibration describes can never be set aside (``slide.decide.never_negative``), so
         PyTorch on a CPU without OpenVINO scores in fp32 (which the fp32 calibration holds for)
         rather than the card's faster bf16, and says so in its runtime note."""
-        from dataclasses import replace as replace_scorer
-
         from cytoscreen.scoring.scorer import build_scorer
 
         # the card was read and the weights checked by resolve_model
@@ -90,7 +88,7 @@ class ModelChoice:
                     f"{first['precision']} scores, so slides scored that way could never be "
                     "set aside"
                 )
-                return replace_scorer(other, runtime_note=note.lstrip("; "))
+                return replace(other, runtime_note=note.lstrip("; "))
         return scorer
 
     @property

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from cytoscreen.slide_result import load_results
 from cytoscreen.synth.slide import SlideTruth, load_truth
 from cytoscreen.tiling.store import PatchStore
+from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 ADEQUATE = 5000
@@ -78,7 +79,7 @@ def main() -> None:
         if truth.label != "positive" and not adequate_negative:
             continue
         store = PatchStore.open(r.cache)
-        scores = store.scores(r.model_id)
+        scores = store.scores(scores_key(r.model_id, r.scoring))
         if scores is None:
             continue
         p = np.asarray(scores.stage()[:], float)
@@ -100,11 +101,10 @@ def main() -> None:
         copies.update(ids.tolist())
         finite = np.flatnonzero(np.isfinite(p))
         best = set(finite[np.argsort(-p[finite])[:TOP]].tolist())
-        for cid in set(ids[[i in best for i in where]].tolist()):
-            top_count[cid] += sum(
-                1 for i, c in zip(where, ids, strict=True) if c == cid and i in best
-            )
-            top_slides[cid].add(r.id)
+        for i, cid in zip(where.tolist(), ids.tolist(), strict=True):
+            if i in best:  # a top patch holding this cell's nucleus
+                top_count[cid] += 1
+                top_slides[cid].add(r.id)
 
     pool = len(copies)
     print(

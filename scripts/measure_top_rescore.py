@@ -33,6 +33,7 @@ from cytoscreen.slide_result import load_results
 from cytoscreen.synth.slide import SlideTruth, load_truth
 from cytoscreen.tiling.store import PatchStore
 from cytoscreen.training.metrics import auc_with_ci
+from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 ADEQUATE = 5000
@@ -119,7 +120,7 @@ def main() -> None:
             continue
         truth = load_truth(Path(r.path).with_suffix(".cells.json"))
         store = PatchStore.open(r.cache)
-        scores = store.scores(scorer.card.model_id)
+        scores = store.scores(scores_key(r.model_id, r.scoring))
         assert scores is not None
         p = np.asarray(scores.stage()[:], float)
         saved = args.work / f"{r.id}.npz"
