@@ -418,7 +418,7 @@ def main() -> None:
         "--tia-workers", type=int, default=0, help="TIAToolbox DataLoader workers (its default 0)"
     )
     ap.add_argument(
-        "--precision", help="score with OpenVINO at this precision (default: the config, fp32)"
+        "--precision", help="score with OpenVINO at this precision (default: the config's auto)"
     )
     args = ap.parse_args()
 

@@ -156,9 +156,9 @@ def decided_dir(work: Path, precision: str = "fp32") -> Path:
 
 
 def _scoring(precision: str) -> dict[str, Any]:
-    """Config overrides that score at ``precision`` (OpenVINO on the CPU, as shipped)."""
-    return {} if precision == "fp32" else {"scoring.precision": precision,
-                                            "scoring.runtime": "openvino"}  # fmt: skip
+    """Config overrides that score at ``precision`` with OpenVINO on the CPU (explicit even for
+    fp32: ``auto`` may choose bf16 on a CPU that runs it natively)."""
+    return {"scoring.precision": precision, "scoring.runtime": "openvino"}
 
 
 def screen_all(work: Path, model: Path | None = None, precision: str = "fp32") -> Path:

@@ -7,9 +7,14 @@ all of these hold, and otherwise PyTorch with a note saying which one failed:
 - the ``openvino`` package is installed (it is optional: ``pip install 'cytoscreen[openvino]'``),
 - the model card records a validation AUC measured through OpenVINO at the precision to be run
   (``validation["patch_auc_openvino_<precision>"]``, written by ``cytoscreen train`` when
-  OpenVINO is installed, or by the benchmark ``scripts/bench_runtimes.py --record`` in a source
-  checkout) within ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on the same patches
+  OpenVINO is installed, or by ``scripts/revalidate_card.py`` for a shipped model) within
+  ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on the same patches
   (``validation["patch_auc_fp32"]``).
+
+With ``scoring.precision: auto`` OpenVINO runs bf16 where the CPU runs bf16 natively (OpenVINO
+lists ``BF16`` among its optimisation capabilities) and the card proves bf16 as above, else
+fp32. A slide is decided by the calibration made on scores like its own
+(``resolve.ModelChoice.scorer`` steps back to fp32 when no calibration describes bf16).
 
 ``Engine`` is what the Scorer asks of either engine (``torch_engine.TorchEngine``,
 ``openvino_engine.OpenVinoEngine``); ``scoring.scorer.build_scorer`` builds the one chosen.
@@ -59,6 +64,7 @@ def auc_key(runtime: str, precision: str) -> str:
 class RuntimeChoice:
     runtime: Runtime
     note: str = ""  # why this runtime (always set when 'auto' keeps PyTorch)
+    precision: Precision | None = None  # OpenVINO's precision; None for PyTorch
 
 
 def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
@@ -84,10 +90,14 @@ def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
     return None
 
 
-def openvino_precision(precision: str) -> Precision:
-    """OpenVINO's precision: 'auto' runs fp32 (the measured one); bf16 is an explicit choice."""
+def openvino_precision(
+    precision: str, card: ModelCard | None = None, *, bf16_native: bool = False
+) -> Precision:
+    """OpenVINO's precision: 'auto' runs bf16 where the CPU runs it natively and ``card``
+    proves that bf16 keeps the fp32 AUC (``card_verdict``), else fp32; fp32 and bf16 as asked."""
     if precision == "auto":
-        return "fp32"
+        proven = card is not None and card_verdict(card, "openvino", "bf16") is None
+        return "bf16" if bf16_native and proven else "fp32"
     if precision == "fp16":
         raise ValueError("fp16 is for CUDA; OpenVINO on the CPU runs fp32 or bf16")
     if precision not in ("fp32", "bf16"):
@@ -102,9 +112,11 @@ def choose_runtime(
     precision: str,
     *,
     openvino_installed: bool,
+    bf16_native: bool = False,
 ) -> RuntimeChoice:
-    """The runtime to build. An explicit ``openvino`` that cannot run raises ValueError saying
-    what to do; ``auto`` never raises for that: it keeps PyTorch and says why in the note."""
+    """The runtime to build (and OpenVINO's precision). An explicit ``openvino`` that cannot run
+    raises ValueError saying what to do; ``auto`` never raises for that: it keeps PyTorch and
+    says why in the note. ``bf16_native``: the CPU runs bf16 natively (see the module doc)."""
     if requested not in RUNTIMES:
         raise ValueError(f"unknown scoring runtime {requested!r}; choose one of {RUNTIMES}")
     if requested == "torch":
@@ -120,20 +132,30 @@ def choose_runtime(
                 "scoring.runtime=openvino but the openvino package is not installed: "
                 "pip install 'cytoscreen[openvino]', or set scoring.runtime=torch"
             )
-        openvino_precision(precision)  # refuse fp16 before anything is built
-        return RuntimeChoice("openvino", "scoring.runtime=openvino")
-    why = fallback_note(card, device_type, precision, openvino_installed=openvino_installed)
+        prec = openvino_precision(precision, card, bf16_native=bf16_native)  # refuses fp16
+        return RuntimeChoice("openvino", "scoring.runtime=openvino", prec)
+    why = fallback_note(
+        card, device_type, precision, openvino_installed=openvino_installed, bf16_native=bf16_native
+    )
     if why:
         return RuntimeChoice("torch", why)
+    prec = openvino_precision(precision, card, bf16_native=bf16_native)
+    native = " (the CPU runs bf16 natively)" if prec == "bf16" and precision == "auto" else ""
     return RuntimeChoice(
         "openvino",
-        "auto: OpenVINO is installed and the model card's AUC measured through it is within "
-        f"{MAX_AUC_CHANGE} of PyTorch fp32",
+        f"auto: OpenVINO {prec}{native}: installed, and the model card's AUC measured through "
+        f"it at {prec} is within {MAX_AUC_CHANGE} of PyTorch fp32",
+        prec,
     )
 
 
 def fallback_note(
-    card: ModelCard, device_type: str, precision: str, *, openvino_installed: bool
+    card: ModelCard,
+    device_type: str,
+    precision: str,
+    *,
+    openvino_installed: bool,
+    bf16_native: bool = False,
 ) -> str:
     """Why ``auto`` keeps PyTorch ('' when OpenVINO qualifies)."""
     if device_type != "cpu":
@@ -144,7 +166,7 @@ def fallback_note(
             "(pip install 'cytoscreen[openvino]' for faster CPU scoring)"
         )
     try:
-        prec = openvino_precision(precision)
+        prec = openvino_precision(precision, card, bf16_native=bf16_native)
     except ValueError as exc:
         return f"auto: PyTorch, because {exc}"
     why = card_verdict(card, "openvino", prec)

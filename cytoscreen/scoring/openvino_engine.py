@@ -19,6 +19,7 @@ openvino is first imported.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,8 +48,19 @@ HINTS: Mapping[str, str] = {"fp32": "f32", "bf16": "bf16"}
 FILES = ("model.xml", "model.bin", "reference.npy")
 
 
+USED: Mapping[str, Precision] = {"f32": "fp32", "bf16": "bf16"}  # OpenVINO's type -> ours
+
+
 def version() -> str:
     return str(import_openvino().__version__)
+
+
+@functools.cache
+def bf16_native() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (``BF16`` among its optimisation
+    capabilities: AVX512-BF16 or AMX); elsewhere a bf16 hint would run fp32 or be emulated."""
+    ov = import_openvino()
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def default_cache_root() -> Path:
@@ -159,7 +171,11 @@ class OpenVinoEngine:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(ov_model, "CPU", config)
         used = int(compiled.get_property("INFERENCE_NUM_THREADS")) or (threads or 0)
-        engine = cls(compiled, card.num_classes, precision, used, source, version())
+        # the precision it really runs (a CPU without bf16 runs a bf16 hint in f32): the
+        # calibration that decides the slides must be the one made on such scores
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        runs: Precision = USED.get(hint, precision)
+        engine = cls(compiled, card.num_classes, runs, used, source, version())
         engine.self_check(card, reference)
         return engine
 

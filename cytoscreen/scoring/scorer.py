@@ -24,7 +24,7 @@ from cytoscreen.errors import ConfigError, CytoscreenError
 from cytoscreen.scoring import openvino_engine
 from cytoscreen.scoring.card import ModelCard, checked_weights, read_card
 from cytoscreen.scoring.device import device_type
-from cytoscreen.scoring.engines import Engine, choose_runtime, openvino_precision
+from cytoscreen.scoring.engines import Engine, choose_runtime
 from cytoscreen.types import Precision, Runtime
 
 if TYPE_CHECKING:  # torch is imported only when a PyTorch model is actually needed
@@ -79,17 +79,20 @@ class Scorer:
 
         Raises ValueError or RuntimeError for a setting that cannot run here."""
         weights = _Weights(model, Path(model_dir) if model_dir is not None else None)
+        dev_type, installed = device_type(device), openvino_engine.installed()
         choice = choose_runtime(
             runtime,
             card,
-            device_type(device),
+            dev_type,
             precision,
-            openvino_installed=openvino_engine.installed(),
+            openvino_installed=installed,
+            bf16_native=_bf16_native(runtime, dev_type, precision, installed=installed),
         )
         note = choice.note
         if choice.runtime == "openvino":
             try:
-                ov = _openvino(weights, card, openvino_precision(precision), threads, runtime_cache)
+                assert choice.precision is not None
+                ov = _openvino(weights, card, choice.precision, threads, runtime_cache)
             except Exception as exc:  # noqa: BLE001 - 'auto' falls back, explicit re-raises
                 if runtime == "openvino":
                     raise
@@ -184,6 +187,16 @@ def build_scorer(
             subject=path,
             hint="check scoring.device, scoring.precision and scoring.runtime in the config",
         ) from None
+
+
+def _bf16_native(runtime: str, dev_type: str, precision: str, *, installed: bool) -> bool:
+    """Whether OpenVINO runs bf16 natively here, asked only where ``auto`` could choose it."""
+    if runtime == "torch" or precision != "auto" or dev_type != "cpu" or not installed:
+        return False
+    try:
+        return openvino_engine.bf16_native()
+    except Exception:  # noqa: BLE001 - a plugin that cannot say runs fp32
+        return False
 
 
 @dataclass

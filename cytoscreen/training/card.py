@@ -52,10 +52,18 @@ def openvino_line(extra: Mapping[str, object]) -> str:
     auc, pps = extra.get("auc_openvino"), extra.get("pps_openvino")
     if auc is None or pps is None:
         return "\nOpenVINO was not installed: its AUC is not recorded, so `auto` runs PyTorch."
-    return (
+    line = (
         f"\nOpenVINO fp32 (what `scoring.runtime: auto` uses on a CPU when this AUC is within"
         f" 0.005 of fp32): val AUC {float(auc):.4f}, {float(pps):.1f} patches/s."  # type: ignore[arg-type]
     )
+    auc16, pps16 = extra.get("auc_openvino_bf16"), extra.get("pps_openvino_bf16")
+    if auc16 is not None and pps16 is not None:
+        line += (
+            f"\nOpenVINO bf16 (what `auto` uses instead on a CPU that runs bf16 natively, when"
+            f" this AUC is within 0.005 of fp32 and a calibration of bf16 scores ships with the"
+            f" model): val AUC {float(auc16):.4f}, {float(pps16):.1f} patches/s."  # type: ignore[arg-type]
+        )
+    return line
 
 
 def write_readme(out: Path, card: ModelCard, cfg: TrainConfig, extra: Mapping[str, object]) -> None:

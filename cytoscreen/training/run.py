@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cytoscreen.errors import BadManifest, CytoscreenError, NotAResultsFolder
-from cytoscreen.scoring.card import BUNDLED_MODEL_DIR, Metric, ModelCard
+from cytoscreen.scoring.card import BUNDLED_MODEL_DIR, ModelCard
 from cytoscreen.scoring.checkpoint import WEIGHTS_NAME, load_checkpoint, save_checkpoint
-from cytoscreen.scoring.engines import auc_key
+from cytoscreen.scoring.engines import FP32_KEY, auc_key
 from cytoscreen.scoring.infer import Scorer
 from cytoscreen.synth.cric import ImageSplits, load_image_splits, read_cric
 from cytoscreen.synth.fields import load_fields
@@ -33,7 +33,7 @@ from cytoscreen.synth.kit import ENV_VAR as CRIC_ENV
 from cytoscreen.synth.kit import CellKit
 from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.augment import train_pipeline
-from cytoscreen.training.card import ATTRIBUTION, BF16_TOLERANCE, THRESHOLD, write_readme
+from cytoscreen.training.card import ATTRIBUTION, THRESHOLD, write_readme
 from cytoscreen.training.config import TrainConfig, load_train_config
 from cytoscreen.training.data import (
     LabelledPatch,
@@ -47,10 +47,13 @@ from cytoscreen.training.evaluate import (
     EvalSet,
     build_eval_set,
     positive_scores,
-    throughput,
 )
 from cytoscreen.training.loop import train
-from cytoscreen.training.metrics import auc_with_ci, category_report, sens_spec
+from cytoscreen.training.runtimes import (
+    BF16_CL_KEY,
+    measure_runtimes,
+    validation_block,
+)
 from cytoscreen.training.slide_patches import load_slide_patches
 
 MAX_MB = 25.0
@@ -229,16 +232,6 @@ def _joined(sets: Sequence[EvalSet]) -> EvalSet:
     )
 
 
-def part_aucs(val: EvalSet, scores: np.ndarray, seed: int) -> dict[str, Metric]:
-    """AUC with its bootstrap CI for the whole set and each of its parts."""
-    out = {"patch_auc": auc_with_ci(val.labels, scores, seed=seed)}
-    for name in sorted(set(val.parts)):
-        m = val.part(name)
-        if len(set(val.labels[m].tolist())) == 2:
-            out[f"patch_auc_{name}"] = auc_with_ci(val.labels[m], scores[m], seed=seed)
-    return out
-
-
 def hard_negatives(
     cfg: TrainConfig, slides: VirtualSlides, say: Callable[[str], None]
 ) -> list[LabelledPatch]:
@@ -296,21 +289,6 @@ def validation_set(cfg: TrainConfig, val_kit: CellKit) -> EvalSet:
         seed=cfg.seed + 1,
         limit_cells=cfg.limit_val,
     )
-
-
-def record_openvino(out: Path, val: EvalSet, seed: int) -> tuple[Metric, float] | None:
-    """AUC of the checkpoint in ``out`` on ``val`` through OpenVINO fp32 (what
-    ``scoring.runtime: auto`` checks before it uses OpenVINO), and its patches/s; None when
-    OpenVINO is not installed."""
-    from cytoscreen.scoring import openvino_engine
-
-    if not openvino_engine.installed():
-        return None
-    scorer = Scorer.load(out, "cpu", "fp32", runtime="openvino")
-    s = positive_scores(scorer, val.images)
-    method = f"bootstrap; OpenVINO {openvino_engine.version()} fp32 through the Scorer"
-    m = auc_with_ci(val.labels, s, seed=seed).model_copy(update={"method": method})
-    return m, throughput(scorer)
 
 
 def train_model(
@@ -421,47 +399,27 @@ def train_model(
         quiet=not progress,
     )  # fmt: skip
     train_minutes = (time.perf_counter() - t0) / 60
-    scores, pps = {}, {}
-    for key, prec, cl in (("fp32", "fp32", False), ("bf16", "bf16", True)):
-        model, card0 = load_checkpoint(out)
-        scorer = Scorer.build(model, card0, "cpu", prec, channels_last=cl)
-        scores[key] = positive_scores(scorer, val.images)
-        pps[key] = throughput(scorer)
-    aucs = {k: auc_with_ci(val.labels, s, seed=cfg.seed) for k, s in scores.items()}
-    bf16_auc, fp32_auc = aucs["bf16"].value, aucs["fp32"].value
-    use_bf16 = (
-        bf16_auc is not None and fp32_auc is not None and abs(bf16_auc - fp32_auc) <= BF16_TOLERANCE
-    )
-    chosen = "bf16" if use_bf16 else "fp32"
-    s = scores[chosen]
-    validation: dict[str, Metric] = part_aucs(val, s, cfg.seed)
-    validation["patch_auc_fp32"] = aucs["fp32"]
-    validation["patch_auc_bf16_channels_last"] = aucs["bf16"]
-    cells = val.part(CELLS)
-    validation.update(sens_spec(val.labels[cells], s[cells], THRESHOLD))
-    ov = record_openvino(out, val, cfg.seed)
-    if ov is not None:
-        validation[auc_key("openvino", "fp32")] = ov[0]
-        pps["openvino"] = ov[1]
+    fig = measure_runtimes(out, val, cfg.seed)
+    chosen = fig.chosen
+    validation, by_category = validation_block(val, fig, cfg.seed)
     card: ModelCard = res.card.model_copy(
         update={
             "validation": validation,
-            "validation_by_category": category_report(
-                val.labels, list(val.categories), s, THRESHOLD, seed=cfg.seed
-            ),
+            "validation_by_category": by_category,
             "precision": chosen,
-            "memory_format": "channels_last" if use_bf16 else "contiguous",
+            "memory_format": "channels_last" if chosen == "bf16" else "contiguous",
             "attribution": ATTRIBUTION,
             "notes": (
-                f"patch-level metrics on the val fields (never trained on): {int(cells.sum())}"
-                f" cells, each inside its own piece, and {int(val.part(SLIDES).sum())} windows of"
+                "patch-level metrics on the val fields (never trained on):"
+                f" {int(val.part(CELLS).sum())} cells, each inside its own piece, and"
+                f" {int(val.part(SLIDES).sum())} windows of"
                 f" {ctx.val_slides} virtual val slides; sensitivity/specificity on the cells at"
                 f" score >= {THRESHOLD} with {chosen} inference; {val.skipped_nilm} NILM cells"
                 " left out (an abnormal nucleus in view); best epoch"
                 f" {res.best_epoch}/{len(res.history)} by the mean AUC of cells and windows;"
                 f" trained {train_minutes:.1f} min with {res.precision} autocast; throughput"
-                f" fp32 {pps['fp32']:.1f}, bf16+channels_last {pps['bf16']:.1f} patches/s on the"
-                " 2-core CPU. Research basis, not for clinical use; see README.md."
+                f" fp32 {fig.pps['fp32']:.1f}, bf16+channels_last {fig.pps['bf16']:.1f} patches/s"
+                " on the 2-core CPU. Research basis, not for clinical use; see README.md."
             ),
         }
     )
@@ -477,12 +435,14 @@ def train_model(
         "best_epoch": res.best_epoch,
         "train_minutes": train_minutes,
         "train_precision": res.precision,
-        "auc_fp32": aucs["fp32"].value,
-        "auc_bf16": aucs["bf16"].value,
-        "pps_fp32": pps["fp32"],
-        "pps_bf16": pps["bf16"],
-        "pps_openvino": pps.get("openvino"),
-        "auc_openvino": ov[0].value if ov is not None else None,
+        "auc_fp32": fig.aucs[FP32_KEY].value,
+        "auc_bf16": fig.aucs[BF16_CL_KEY].value,
+        "pps_fp32": fig.pps["fp32"],
+        "pps_bf16": fig.pps["bf16"],
+        "pps_openvino": fig.pps.get("openvino_fp32"),
+        "auc_openvino": (m := fig.aucs.get(auc_key("openvino", "fp32"))) and m.value,
+        "pps_openvino_bf16": fig.pps.get("openvino_bf16"),
+        "auc_openvino_bf16": (b := fig.aucs.get(auc_key("openvino", "bf16"))) and b.value,
     }
     if slide_tr or slide_va:
         figures["slides"] = (

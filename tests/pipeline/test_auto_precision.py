@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from cytoscreen.config import load_config
 from cytoscreen.resolve import resolve_calibration, resolve_model
+from cytoscreen.scoring import openvino_engine
+from cytoscreen.scoring.engines import card_verdict
 
 
 def test_auto_precision_scores_as_a_calibration_describes(
@@ -39,3 +44,28 @@ def test_auto_precision_scores_as_a_calibration_describes(
     )
     kept = model.scorer(bf16, cal).describe()
     assert kept["precision"] == "bf16" and not cal.describes(kept)
+
+
+@pytest.mark.skipif(not openvino_engine.installed(), reason="openvino is not installed")
+def test_auto_openvino_runs_bf16_where_the_card_and_a_calibration_allow(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
+    # the bundled model, the default runtime (auto): OpenVINO, in bf16 where this CPU runs it
+    # natively and the card proves it (scripts/revalidate_card.py), since calibration.bf16.json
+    # describes such scores
+    bundled = {"patch_size": 224, "target_mpp": 0.25}
+    cfg = load_config(write_config(tmp_path / "auto.yaml", tiling=bundled))
+    model = resolve_model(cfg, None)
+    cal = resolve_calibration(cfg, model, None)
+    chosen = model.scorer(cfg, cal).describe()
+    assert chosen["runtime"] == "openvino", chosen
+    proven = card_verdict(model.card, "openvino", "bf16") is None
+    expect = "bf16" if proven and openvino_engine.bf16_native() else "fp32"
+    assert chosen["precision"] == expect, chosen
+    assert cal.describes(chosen)
+    # without a calibration of bf16 scores auto steps back to fp32, which one describes
+    only_fp32 = replace(cal, alternatives=())
+    fallback = model.scorer(cfg, only_fp32).describe()
+    assert fallback["precision"] == "fp32" and only_fp32.describes(fallback), fallback
+    if expect == "bf16":
+        assert "no calibration of this model describes openvino bf16" in fallback["runtime_note"]

@@ -37,9 +37,13 @@ def _auc(value: float, n: int = 289) -> Metric:
     return Metric(value=value, ci_low=value - 0.05, ci_high=value + 0.05, n=n)
 
 
-def proven(card: ModelCard, ov_auc: float = 0.791, fp32_auc: float = 0.792) -> ModelCard:
-    """The card with the validation entries ``auto`` asks for."""
+def proven(
+    card: ModelCard, ov_auc: float = 0.791, fp32_auc: float = 0.792, bf16_auc: float | None = None
+) -> ModelCard:
+    """The card with the validation entries ``auto`` asks for (OpenVINO bf16 too when given)."""
     validation = {"patch_auc_fp32": _auc(fp32_auc), auc_key("openvino", "fp32"): _auc(ov_auc)}
+    if bf16_auc is not None:
+        validation[auc_key("openvino", "bf16")] = _auc(bf16_auc)
     return card.model_copy(update={"validation": {**card.validation, **validation}})
 
 
@@ -63,6 +67,56 @@ def test_auto_takes_openvino_only_with_proof(tiny_model_dir: Path) -> None:
     assert choose_runtime("auto", proven(card), "cpu", "bf16", openvino_installed=True).runtime == (
         "torch"
     )
+
+
+def test_auto_runs_bf16_only_where_proven_and_native(tiny_model_dir: Path) -> None:
+    card = load_checkpoint(tiny_model_dir)[1]
+    both = proven(card, bf16_auc=0.790)
+
+    def pick(c: ModelCard, native: bool, precision: str = "auto") -> tuple[str, str | None]:
+        got = choose_runtime(
+            "auto", c, "cpu", precision, openvino_installed=True, bf16_native=native
+        )
+        return got.runtime, got.precision
+
+    assert pick(both, native=True) == ("openvino", "bf16")
+    note = choose_runtime("auto", both, "cpu", "auto", openvino_installed=True, bf16_native=True)
+    assert "bf16 natively" in note.note
+    assert pick(both, native=False) == ("openvino", "fp32")  # the CPU would emulate or run f32
+    assert pick(proven(card), native=True) == ("openvino", "fp32")  # bf16 not measured
+    drifted = proven(card, bf16_auc=0.792 - 2 * MAX_AUC_CHANGE)
+    assert pick(drifted, native=True) == ("openvino", "fp32")  # bf16 measured, too far
+    assert pick(both, native=True, precision="fp32") == ("openvino", "fp32")  # as asked
+    # an explicit runtime takes the same resolved precision
+    explicit = choose_runtime(
+        "openvino", both, "cpu", "auto", openvino_installed=True, bf16_native=True
+    )
+    assert explicit.precision == "bf16"
+    assert choose_runtime("torch", both, "cpu", "auto", openvino_installed=True).precision is None
+
+
+@needs_openvino
+def test_engine_reports_the_precision_it_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # the compiled model's own precision, not the hint: a CPU without bf16 runs a bf16 hint in
+    # f32, and its slides must then be decided by the fp32 calibration
+    card = proven(load_checkpoint(tiny_model_dir)[1], bf16_auc=0.790)
+    for asked in ("fp32", "bf16"):
+        scorer = Scorer.build(
+            load_checkpoint(tiny_model_dir)[0],
+            card,
+            "cpu",
+            asked,
+            runtime="openvino",
+            runtime_cache=tmp_path / "ov",
+        )
+        runs = asked if asked == "fp32" or openvino_engine.bf16_native() else "fp32"
+        assert scorer.describe()["precision"] == runs
+    auto = Scorer.build(
+        load_checkpoint(tiny_model_dir)[0], card, "cpu", "auto", runtime="auto",
+        runtime_cache=tmp_path / "ov",
+    )  # fmt: skip
+    assert auto.runtime_used == "openvino"
+    assert auto.prec == ("bf16" if openvino_engine.bf16_native() else "fp32"), auto.runtime_note
 
 
 def test_explicit_openvino_that_cannot_run_says_what_to_do(tiny_model_dir: Path) -> None:
@@ -261,5 +315,5 @@ def test_bundled_model_on_rendered_patches_matches_torch_fp32(tmp_path: Path) ->
     images = cells.images[:: max(1, len(cells.images) // 6)][:6]
     model_dir = REPO / "cytoscreen/models/default"
     torch_fp32 = Scorer.load(model_dir, "cpu", "fp32", channels_last=False)
-    ov = Scorer.load(model_dir, "cpu", "auto", runtime="openvino", runtime_cache=tmp_path)
+    ov = Scorer.load(model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=tmp_path)
     np.testing.assert_allclose(ov.predict(images, 4), torch_fp32.predict(images, 4), atol=1e-4)
