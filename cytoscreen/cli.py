@@ -744,7 +744,7 @@ def demo(
 ) -> None:
     """Build six small demo slides and screen them with the bundled model."""
     from cytoscreen.demo import DEMO_SLIDES, build_demo_slides, demo_config
-    from cytoscreen.resolve import DEFAULT_MODEL_DIR
+    from cytoscreen.resolve import DEFAULT_MODEL_DIR, deciding_calibration
 
     slides_dir = out / "slides"
     with err_console.status(f"building {len(DEMO_SLIDES)} demo slides in {slides_dir}"):
@@ -759,7 +759,7 @@ def demo(
     results = out / "results"
     _run_screen(cfg, [slides_dir], results, out / "cache")
     gallery(results)
-    _print_calibration(DEFAULT_MODEL_DIR / "calibration.json")
+    _print_calibration(deciding_calibration(results))
     console.print(
         f"open {results / 'summary.csv'} in a spreadsheet, {results / 'gallery' / 'index.html'}"
         f" in a browser, or review the fields with: cytoscreen review {results}",

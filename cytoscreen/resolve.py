@@ -223,6 +223,19 @@ def resolve_model(cfg: Config, model_dir: Path | None = None) -> ModelChoice:
     return ModelChoice(chosen, card)
 
 
+def deciding_calibration(results: Path) -> Path:
+    """The calibration file that decided a finished run's slides: of those its run.json lists,
+    the one made on scores like the run's (``calibration.bf16.json`` for an OpenVINO bf16
+    screen of the bundled model); the run's own when none is."""
+    run = json.loads((results / "run.json").read_text(encoding="utf-8"))
+    rec = run["calibration"]
+    paths = [Path(r["path"]) for r in (rec, *rec.get("alternatives", []))]
+    for path in paths:
+        if load_calibration(path).scoring_differs(run["scoring"]) is None:
+            return path
+    return paths[0]
+
+
 def resolve_calibration(
     cfg: Config, model: ModelChoice, calibration_path: Path | None = None
 ) -> CalibrationChoice:

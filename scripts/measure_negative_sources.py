@@ -31,10 +31,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import SlideTruth, load_truth
+from cytoscreen.synth.slide import load_truth, nucleus_patches
 from cytoscreen.tiling.store import PatchStore
 from cytoscreen.types import scores_key
 
@@ -43,18 +42,6 @@ ADEQUATE = 5000
 TOP = 10
 COPIES = 5  # copies per source cell on the sheet
 TILE = 224
-
-
-def patch_of_cells(truth: SlideTruth, xy: npt.NDArray[np.float64], side: float) -> npt.NDArray:
-    """Per labelled cell of the slide, the index of the patch holding its nucleus (-1: none)."""
-    out = np.full(len(truth.cells), -1)
-    centres = np.array([(c.x, c.y) for c in truth.cells], float).reshape(-1, 2)
-    for lo in range(0, len(centres), 500):
-        c = centres[lo : lo + 500, None, :]
-        inside = ((xy[None] <= c) & (c < xy[None] + side)).all(axis=2)
-        found = np.any(inside, axis=1)
-        out[lo : lo + 500][found] = inside.argmax(axis=1)[found]
-    return out
 
 
 def main() -> None:
@@ -84,7 +71,7 @@ def main() -> None:
             continue
         p = np.asarray(scores.stage()[:], float)
         xy = np.asarray(store.coords, float)
-        where = patch_of_cells(truth, xy, float(store.attrs.size_l0))
+        where = nucleus_patches(truth, xy, float(store.attrs.size_l0))
         ids = np.array([c.cric_cell_id for c in truth.cells])
         for c, i in zip(truth.cells, where, strict=True):
             if i >= 0 and np.isfinite(p[i]) and (c.abnormal or adequate_negative):

@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from cytoscreen.scoring.scorer import Scorer
 from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import SlideTruth, load_truth
+from cytoscreen.synth.slide import load_truth, nucleus_patches
 from cytoscreen.tiling.store import PatchStore
 from cytoscreen.training.metrics import auc_with_ci
 from cytoscreen.types import scores_key
@@ -68,16 +68,6 @@ def top10(q: F64) -> float:
 def auc_text(pos: F64, neg: F64) -> str:
     y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
     return auc_with_ci(y, np.r_[pos, neg], n_boot=2000).text(brackets=True)
-
-
-def hits_abnormal(truth: SlideTruth, xy: F64, side: float) -> npt.NDArray[np.bool_]:
-    """Per patch: does it hold an abnormal nucleus?"""
-    out = np.zeros(len(xy), bool)
-    for c in truth.cells:
-        if c.abnormal:
-            inside_x = (xy[:, 0] <= c.x) & (c.x < xy[:, 0] + side)
-            out |= inside_x & (xy[:, 1] <= c.y) & (c.y < xy[:, 1] + side)
-    return out
 
 
 def logit_mean(v: F64) -> F64:
@@ -130,7 +120,11 @@ def main() -> None:
             print(f"{r.id}: top {args.top} of {np.isfinite(p).sum()} rescored", flush=True)
         z = np.load(saved)
         xy = np.asarray(store.coords, float)
-        hit = hits_abnormal(truth, xy, float(store.attrs.size_l0))
+        where = nucleus_patches(truth, xy, float(store.attrs.size_l0))
+        hit = np.zeros(len(xy), bool)
+        hit[
+            [i for c, i in zip(truth.cells, where.tolist(), strict=True) if c.abnormal and i >= 0]
+        ] = True
         rows.append((r.id, truth, p, z["idx"], np.asarray(z["scores"], float), hit))
 
     # the upright view must reproduce the screened score (same runtime and precision)

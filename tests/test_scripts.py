@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from cytoscreen.synth.slide import CellTruth, SlideTruth
+from cytoscreen.synth.slide import CellTruth, SlideTruth, nucleus_patches
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -25,6 +25,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
         "compare_precisions",
         "measure_top_rescore",
         "measure_negative_sources",
+        "measure_pool_ruling",
     ],
 )
 def test_script_help(name: str) -> None:
@@ -53,7 +54,7 @@ def test_bench_e2e_loads_where_cytoscreen_is_not_installed() -> None:
 def _script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
     spec.loader.exec_module(module)
     return module
 
@@ -70,8 +71,7 @@ def test_dihedral_gives_the_eight_orientations_upright_first() -> None:
     np.testing.assert_array_equal(views[3 * 4], images[0][:, ::-1])  # mirrored, no turn
 
 
-def test_patch_of_cells_finds_the_patch_holding_each_nucleus() -> None:
-    patch_of_cells = _script("measure_negative_sources").patch_of_cells
+def test_nucleus_patches_finds_the_patch_holding_each_nucleus() -> None:
 
     def cell(x: float, y: float) -> CellTruth:
         return CellTruth(x, y, (0, 0, 1, 1), "NILM", False, 1)
@@ -82,4 +82,27 @@ def test_patch_of_cells_finds_the_patch_holding_each_nucleus() -> None:
         cells=(cell(10, 10), cell(150, 120), cell(99.9, 0), cell(100, 0), cell(500, 500)),
     )  # fmt: skip
     xy = np.array([[0, 0], [100, 0], [100, 100]], float)  # patches of side 100, one missing
-    np.testing.assert_array_equal(patch_of_cells(truth, xy, 100.0), [0, 2, 0, 1, -1])
+    np.testing.assert_array_equal(nucleus_patches(truth, xy, 100.0), [0, 2, 0, 1, -1])
+
+
+def test_pool_ruling_takes_the_doubted_cell_off_every_slide() -> None:
+    m = _script("measure_pool_ruling")
+    rng = np.random.default_rng(0)
+
+    def slide(i: int, negative: bool) -> object:
+        # 40 patches of background (0.0-0.3); cell 7 (NILM, doubted) sits in patches 0-11 of
+        # every slide at 0.95; a positive's abnormal cell (patch 12) scores 0.9
+        p = rng.uniform(0.0, 0.3, 40)
+        cells: list[set[int]] = [{100 + j} for j in range(40)]
+        for j in range(12):
+            p[j], cells[j] = 0.95, {7}
+        if not negative:
+            p[12], cells[12] = 0.9, set()
+        return m.Slide(f"s{i}", "liquid", negative, 0 if negative else 1, p, cells)
+
+    slides = [slide(i, True) for i in range(4)] + [slide(i, False) for i in range(4, 8)]
+    assert m.doubt_ranking(slides)[0] == 7
+    before, after = m.figures(slides, set()), m.figures(slides, {7})
+    assert before.set_aside == 0 and before.auc < 0.75  # cell 7 tops every slide
+    assert after.auc == 1.0 and after.set_aside == 4  # without it the positives stand out
+    assert after.dropped == pytest.approx(12 / 40)

@@ -193,6 +193,21 @@ def write_truth(truth: SlideTruth, json_path: Path, geo_path: Path) -> None:
         fh.write("]}")
 
 
+def nucleus_patches(
+    truth: SlideTruth, xy: npt.NDArray[np.float64], side: float
+) -> npt.NDArray[np.int64]:
+    """Per labelled cell of ``truth``, the index of the patch (top-left corners ``xy`` in level-0
+    px, squares of ``side``) holding its nucleus; -1 where none does."""
+    out = np.full(len(truth.cells), -1, np.int64)
+    centres = np.array([(c.x, c.y) for c in truth.cells], float).reshape(-1, 2)
+    for lo in range(0, len(centres), 500):  # (500 x patches) booleans at a time
+        c = centres[lo : lo + 500, None, :]
+        inside = ((xy[None] <= c) & (c < xy[None] + side)).all(axis=2)
+        found = np.any(inside, axis=1)
+        out[lo : lo + 500][found] = inside.argmax(axis=1)[found]
+    return out
+
+
 def truth_paths(slide_path: str | Path) -> tuple[Path, Path]:
     """``<slide>.cells.json`` and ``<slide>.geojson`` beside a slide (suffix replaced)."""
     p = Path(slide_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from cytoscreen.config import load_config
-from cytoscreen.resolve import resolve_calibration, resolve_model
+from cytoscreen.resolve import (
+    DEFAULT_MODEL_DIR,
+    deciding_calibration,
+    resolve_calibration,
+    resolve_model,
+)
 from cytoscreen.scoring import openvino_engine
 from cytoscreen.scoring.engines import card_verdict
 
@@ -69,3 +75,21 @@ def test_auto_openvino_runs_bf16_where_the_card_and_a_calibration_allow(
     assert fallback["precision"] == "fp32" and only_fp32.describes(fallback), fallback
     if expect == "bf16":
         assert "no calibration of this model describes openvino bf16" in fallback["runtime_note"]
+
+
+def test_the_demo_prints_the_calibration_that_decided(tmp_path: Path) -> None:
+    # `cytoscreen demo` prints the promise of the calibration its slides were decided by: the
+    # one run.json lists that was made on scores like the run's
+    model = Path(DEFAULT_MODEL_DIR)
+    fp32, bf16 = model / "calibration.json", model / "calibration.bf16.json"
+    record = {"path": str(fp32), "alternatives": [{"path": str(bf16)}]}
+
+    def decided(**scoring: str) -> Path:
+        run = {"calibration": record, "scoring": scoring}
+        (tmp_path / "run.json").write_text(json.dumps(run), encoding="utf-8")
+        return deciding_calibration(tmp_path)
+
+    assert decided(runtime="openvino", precision="bf16", device="cpu") == bf16
+    assert decided(runtime="openvino", precision="fp32", device="cpu") == fp32
+    assert decided(runtime="torch", precision="fp32", device="cpu") == fp32  # counts as fp32
+    assert decided(runtime="torch", precision="fp16", device="cuda:0") == fp32  # none: its own
