@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ class Slide:
     n_abnormal: int
     p: F64  # finite patch scores
     nilm_of_patch: list[set[int]]  # per patch, the NILM source cells whose nuclei it holds
+    abnormal_p: F64 = field(default_factory=lambda: np.zeros(0))  # patches holding abnormal nuclei
 
 
 def read_slides(results: Path) -> list[Slide]:
@@ -69,10 +70,14 @@ def read_slides(results: Path) -> list[Slide]:
         p = np.asarray(scores.stage()[:], float)
         where = nucleus_patches(truth, np.asarray(store.coords, float), float(store.attrs.size_l0))
         cells: list[set[int]] = [set() for _ in range(len(p))]
+        abnormal = set()
         for c, i in zip(truth.cells, where.tolist(), strict=True):
             if i >= 0 and not c.abnormal:
                 cells[i].add(c.cric_cell_id)
+            elif i >= 0:
+                abnormal.add(i)
         finite = np.isfinite(p)
+        hit = np.array(sorted(i for i in abnormal if finite[i]), np.int64)
         out.append(
             Slide(
                 r.id,
@@ -81,9 +86,39 @@ def read_slides(results: Path) -> list[Slide]:
                 truth.n_abnormal,
                 p[finite],
                 [s for s, f in zip(cells, finite.tolist(), strict=True) if f],
+                p[hit],
             )
         )
     return out
+
+
+def patch_requirement(slides: list[Slide], specificity: float = 0.80) -> str:
+    """What a patch scorer needs for the issue's slide goal on one-cell slides under the max
+    rule, against what this one does: the share of normal patches it may score above the
+    threshold that keeps 99% of abnormal-cell patches, for an adequate negative of the median
+    patch count to stay below it with probability ``specificity``."""
+    neg = [s for s in slides if s.negative]
+    normal = np.concatenate([s.p for s in neg])
+    abnormal = np.concatenate([s.abnormal_p for s in slides if not s.negative])
+    n = int(np.median([s.p.size for s in neg]))
+    allowed = 1 - specificity ** (1 / n)
+    t99 = float(np.quantile(abnormal, 0.01))  # 99% of abnormal-cell patches at or above it
+    fpr = float((normal >= t99).mean())
+    lines = [
+        f"abnormal-cell patches of the positives: {abnormal.size}; patches of the adequate "
+        f"negatives: {normal.size} (median {n} per slide)",
+        f"threshold keeping 99% of abnormal-cell patches: {t99:.4f}; normal patches at or above "
+        f"it: {fpr:.3f}",
+        f"for a negative of {n} patches to stay below a threshold with probability "
+        f"{specificity:g}, at most {allowed:.1e} of normal patches may reach it: "
+        f"{fpr / allowed:,.0f} times fewer than now",
+    ]
+    t = float(np.quantile(normal, 1 - allowed))
+    lines.append(
+        f"threshold that {allowed:.1e} of normal patches reach: {t:.4f}; abnormal-cell patches "
+        f"at or above it: {float((abnormal >= t).mean()):.3f} (the goal asks 0.99)"
+    )
+    return "\n".join(lines)
 
 
 def doubt_ranking(slides: list[Slide]) -> list[int]:
@@ -168,6 +203,8 @@ def main() -> None:
         f"{len(ranking)} NILM source cells on the negatives; most doubted first: "
         + ", ".join(str(c) for c in ranking[:10])
     )
+    print("\nwhat the goal needs of a patch scorer (one-cell slides, max rule):")
+    print(patch_requirement(slides))
     print(
         "\n| NILM source cells taken out | slide AUC, full size, top_k_mean(k=10) | negatives "
         "below the lowest positive | negatives' score (median) | negatives' patches dropped |"
