@@ -15,7 +15,8 @@ import numpy.typing as npt
 # choose); the bare name is what was chosen.
 BackendName = Literal["openslide", "tiffslide", "wsidicom"]  # the reader that opened a slide
 BackendSetting = Literal["auto", BackendName]  # reader.backend, --backend
-Precision = Literal["fp32", "bf16", "fp16"]  # the arithmetic a model runs in
+Precision = Literal["fp32", "bf16", "fp16", "int8"]  # the arithmetic a model runs in
+# int8: a quantised OpenVINO graph shipped beside the weights (OpenVINO on the CPU only)
 PrecisionSetting = Literal["auto", Precision]  # scoring.precision, --precision
 Runtime = Literal["torch", "openvino"]  # the inference runtime that scores patches
 RuntimeSetting = Literal["auto", Runtime]  # scoring.runtime, --runtime

@@ -527,7 +527,7 @@ def main() -> None:
     )
     ap.add_argument("--study", action="store_true")
     ap.add_argument("--against", type=Path, help="with --study: a decided held-out set's work")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
                     help="score with OpenVINO at this precision (results_<p>, decided_<p>, "
                     "calibration.<p>.json)")  # fmt: skip
     ap.add_argument("--decide", action="store_true", help="outcomes with the shipped calibration")

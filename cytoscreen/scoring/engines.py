@@ -99,8 +99,8 @@ def openvino_precision(
         proven = card is not None and card_verdict(card, "openvino", "bf16") is None
         return "bf16" if bf16_native and proven else "fp32"
     if precision == "fp16":
-        raise ValueError("fp16 is for CUDA; OpenVINO on the CPU runs fp32 or bf16")
-    if precision not in ("fp32", "bf16"):
+        raise ValueError("fp16 is for CUDA; OpenVINO on the CPU runs fp32, bf16 or int8")
+    if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"unknown precision {precision!r}")
     return precision  # type: ignore[return-value]
 

@@ -46,6 +46,9 @@ CACHE_FORMAT = 2  # 2: the PyTorch reference probabilities are stored with the g
 SELF_CHECK_ATOL = 1e-3  # probabilities; fp32 OpenVINO agrees with PyTorch to ~1e-5
 HINTS: Mapping[str, str] = {"fp32": "f32", "bf16": "bf16"}
 FILES = ("model.xml", "model.bin", "reference.npy")
+# the quantised graph shipped beside a model's weights (scripts/quantize_int8.py), and its record
+INT8_FILES = ("openvino_int8.xml", "openvino_int8.bin")
+INT8_RECORD = "openvino_int8.json"  # sha256 of each file, the OpenVINO/NNCF versions, the data
 
 
 USED: Mapping[str, Precision] = {"f32": "fp32", "bf16": "bf16"}  # OpenVINO's type -> ours
@@ -201,6 +204,46 @@ class OpenVinoEngine:
         return cls.compile(
             ov_model, card, precision, reference, source=f"cache {entry}", threads=threads
         )
+
+    @classmethod
+    def from_int8(
+        cls, model_dir: str | Path, card: ModelCard, *, threads: int | None = None
+    ) -> OpenVinoEngine:
+        """The quantised graph shipped in ``model_dir`` (``INT8_FILES``), checked against its
+        record (``INT8_RECORD``: sha256 of each file, and the weights it was quantised from).
+        Raises BadCheckpoint when it is missing, altered or made from other weights."""
+        ov = import_openvino()
+        folder = Path(model_dir)
+        hint = "use scoring.precision fp32 or bf16, or quantise again: scripts/quantize_int8.py"
+        try:
+            record = json.loads((folder / INT8_RECORD).read_text(encoding="utf-8"))
+            altered = [n for n in INT8_FILES if file_sha256(folder / n) != record["sha256"][n]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BadCheckpoint(
+                f"no usable int8 graph beside the model ({exc})", subject=folder, hint=hint
+            ) from None
+        if altered:
+            raise BadCheckpoint(
+                f"{altered[0]} does not match {INT8_RECORD}", subject=folder, hint=hint
+            )
+        if record.get("weights_sha256") != card.weights_sha256:
+            raise BadCheckpoint(
+                "the int8 graph was quantised from other weights than the card's",
+                subject=folder,
+                hint=hint,
+            )
+        config: dict[str, Any] = {
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # the layers left unquantised run fp32
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(str(folder / INT8_FILES[0]), "CPU", config)
+        used = int(compiled.get_property("INFERENCE_NUM_THREADS")) or (threads or 0)
+        engine = cls(compiled, card.num_classes, "int8", used, f"shipped {folder.name}/", version())
+        engine.self_check(card, np.zeros((0, card.num_classes), np.float32))
+        return engine
 
     def predict(self, pixels: npt.NDArray[np.uint8], batch_size: int) -> npt.NDArray[np.float32]:
         request = self.compiled.create_infer_request()

@@ -28,6 +28,10 @@ def resolve_precision(precision: str, device: torch.device, card_choice: Precisi
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32" if card_choice == "fp16" else card_choice
+    if precision == "int8":
+        raise ValueError(
+            "int8 runs only as the quantised OpenVINO graph: set scoring.runtime: openvino"
+        )
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 is for CUDA; on CPU use bf16 or fp32")
     if precision not in get_args(Precision):

@@ -228,6 +228,10 @@ def _openvino(
 ) -> openvino_engine.OpenVinoEngine:
     """The OpenVINO engine: from the cached graph without torch when the checkpoint was read
     from disk, else converted from the PyTorch model (and cached)."""
+    if precision == "int8":  # the quantised graph shipped beside the weights
+        if weights.model_dir is None:
+            raise ValueError("int8 scores with the quantised graph of a model folder")
+        return openvino_engine.OpenVinoEngine.from_int8(weights.model_dir, card, threads=threads)
     if weights.given is None:  # a checkpoint on disk: a cached graph needs no torch
         engine = openvino_engine.OpenVinoEngine.from_cache(
             card, precision, threads=threads, cache_root=cache_root

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cytoscreen.config import read_yaml_config, validate_config
 from cytoscreen.types import PrecisionSetting
@@ -99,6 +99,13 @@ class TrainConfig(_Section):
     # share of each epoch's draws per source kind besides the virtual slides ("slides",
     # "review"); the rest are context windows. None: each kind present gets a quarter
     mix: dict[str, float] | None = None
+
+    @field_validator("precision")
+    @classmethod
+    def _trainable(cls, v: str) -> str:
+        if v == "int8":
+            raise ValueError("training runs in fp32, bf16 or fp16 autocast; int8 is for scoring")
+        return v
 
 
 TRAIN_CONFIG = "training config"
