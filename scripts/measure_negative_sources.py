@@ -32,13 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import load_truth, nucleus_patches
+from cytoscreen.qa.generated import scored_slides
+from cytoscreen.synth.slide import nucleus_patches
 from cytoscreen.tiling.store import PatchStore
-from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
-ADEQUATE = 5000
 TOP = 10
 COPIES = 5  # copies per source cell on the sheet
 TILE = 224
@@ -58,18 +56,11 @@ def main() -> None:
     top_slides: dict[int, set[str]] = defaultdict(set)
     distinct, copies, n_neg = [], Counter[int](), 0
     best_copies: dict[int, list[tuple[float, str, int]]] = defaultdict(list)  # NILM cell -> heap
-    for r in load_results(args.results):
-        if r.path is None or r.cache is None or r.model_id is None:
-            continue
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        adequate_negative = truth.label == "negative" and len(truth.cells) >= ADEQUATE
+    for slide in scored_slides(args.results):
+        r, truth, store, p = slide.result, slide.truth, slide.store, slide.p
+        adequate_negative = slide.adequate_negative
         if truth.label != "positive" and not adequate_negative:
             continue
-        store = PatchStore.open(r.cache)
-        scores = store.scores(scores_key(r.model_id, r.scoring))
-        if scores is None:
-            continue
-        p = np.asarray(scores.stage()[:], float)
         xy = np.asarray(store.coords, float)
         where = nucleus_patches(truth, xy, float(store.attrs.size_l0))
         ids = np.array([c.cric_cell_id for c in truth.cells])

@@ -32,13 +32,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import load_truth, nucleus_patches
-from cytoscreen.tiling.store import PatchStore
+from cytoscreen.qa.generated import scored_slides
+from cytoscreen.synth.slide import nucleus_patches
 from cytoscreen.training.metrics import auc_with_ci
-from cytoscreen.types import scores_key
 
-ADEQUATE = 5000
 K_TOP = 10  # the default rule: top_k_mean(k=10)
 F64 = npt.NDArray[np.float64]
 
@@ -56,18 +53,11 @@ class Slide:
 
 def read_slides(results: Path) -> list[Slide]:
     out = []
-    for r in load_results(results):
-        if r.path is None or r.cache is None or r.model_id is None:
-            continue
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        negative = truth.label == "negative" and len(truth.cells) >= ADEQUATE
+    for slide in scored_slides(results):
+        r, truth, store, p = slide.result, slide.truth, slide.store, slide.p
+        negative = slide.adequate_negative
         if truth.label != "positive" and not negative:
             continue
-        store = PatchStore.open(r.cache)
-        scores = store.scores(scores_key(r.model_id, r.scoring))
-        if scores is None:
-            continue
-        p = np.asarray(scores.stage()[:], float)
         where = nucleus_patches(truth, np.asarray(store.coords, float), float(store.attrs.size_l0))
         cells: list[set[int]] = [set() for _ in range(len(p))]
         abnormal = set()
