@@ -24,6 +24,7 @@ as_array). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -198,8 +199,8 @@ def main() -> None:
                 run = make(folder)
                 run(randoms[:20])  # warm-up: imports, page cache
                 opened = open_time(name, folder, args.repeats)
-                r_wall, r_cpu, r_px = timed(lambda run=run: run(randoms), args.repeats)
-                s_wall, s_cpu, s_px = timed(lambda run=run: run(sweep), args.repeats)
+                r_wall, r_cpu, r_px = timed(functools.partial(run, randoms), args.repeats)
+                s_wall, s_cpu, s_px = timed(functools.partial(run, sweep), args.repeats)
                 pixels[name] = list(r_px) + list(s_px)  # type: ignore[call-overload]
                 n = len(randoms)
                 rows.append(

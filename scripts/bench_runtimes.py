@@ -86,6 +86,12 @@ def load_data(manifest: Path, n_calib: int, seed: int) -> Data:
     return Data(val.images, val.labels, val.part(CELLS), calib)
 
 
+def auc_value(labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float32] | None) -> float:
+    """The AUC alone (no bootstrap); NaN where it cannot be computed."""
+    value = auc_with_ci(labels, scores, n_boot=0).value if scores is not None else None
+    return float("nan") if value is None else value
+
+
 def cells_only_auc(data: Data, scores: npt.NDArray[np.float32]) -> Metric:
     return auc_with_ci(data.labels[data.cells], scores[data.cells], seed=0)
 
@@ -134,6 +140,12 @@ def scorer_openvino_row(model_dir: Path, cache: Path) -> Row:
 
 
 # --- ONNX Runtime -----------------------------------------------------------------------------
+
+
+def onnx_then(model_dir: Path, path: Path, threads: int) -> Row:
+    """Export the ONNX file, then the ONNX Runtime fp32 row on it."""
+    export_onnx(model_dir, path)
+    return ort_fp32_row(path, threads)
 
 
 def export_onnx(model_dir: Path, path: Path) -> None:
@@ -324,7 +336,7 @@ def report(rows: list[Row], data: Data, batches: list[int]) -> None:
     base = next(r for r in rows if r.name == "PyTorch fp32")
     fast = next((r for r in rows if r.name.startswith("PyTorch bf16")), base)
     assert base.scores is not None
-    base_auc = auc_with_ci(data.labels, base.scores, n_boot=0).value
+    base_auc = auc_value(data.labels, base.scores)
     head = "| runtime | prep s |"
     for b in batches:
         head += f" b{b} patches/s | vs fp32 | vs bf16+CL |"
@@ -343,7 +355,7 @@ def report(rows: list[Row], data: Data, batches: list[int]) -> None:
                 f" {v / statistics.median(fast.rates[b]):.2f}x |"
             )
         cells = cells_only_auc(data, r.scores)
-        d_auc = auc_with_ci(data.labels, r.scores, n_boot=0).value - base_auc
+        d_auc = auc_value(data.labels, r.scores) - base_auc
         line += (
             f" {fmt_auc(data.labels, r.scores)} | {d_auc:+.4f} |"
             f" {cells.value:.4f} ({cells.ci_low:.3f}-{cells.ci_high:.3f}) |"
@@ -363,7 +375,14 @@ def record(model_dir: Path, rows: list[Row], data: Data) -> None:
     card = read_card(model_dir)
     ref = card.validation.get(FP32_KEY)
     now = auc_with_ci(data.labels, fp32.scores, seed=0)
-    if ref is None or abs(ref.value - now.value) > 1e-6 or ref.n != now.n:
+    differs = (
+        ref is None
+        or ref.value is None
+        or now.value is None
+        or abs(ref.value - now.value) > 1e-6
+        or ref.n != now.n
+    )
+    if differs:
         raise SystemExit(
             f"the card's {FP32_KEY} ({ref}) is not the PyTorch fp32 AUC measured here "
             f"({now.value:.6f}, n={now.n}): the validation set differs; not recording"
@@ -419,9 +438,7 @@ def main() -> None:
             ("PyTorch int8", lambda: torch_int8_row(args.model, data)),
             (
                 "ONNX Runtime fp32",
-                lambda: (export_onnx(args.model, onnx_path), ort_fp32_row(onnx_path, args.threads))[
-                    1
-                ],
+                lambda: onnx_then(args.model, onnx_path, args.threads),
             ),
             (
                 "ONNX Runtime int8 (QDQ)",

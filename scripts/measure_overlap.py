@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -110,7 +111,8 @@ def main() -> None:
         saved = args.work / f"{sid}.npz"
         store = PatchStore.open(cache)
         if not saved.exists():
-            np.savez(saved, **shifted_scores(store, scorer))
+            arrays: dict[str, Any] = dict(shifted_scores(store, scorer))
+            np.savez(saved, **arrays)
             print(f"{sid}: {len(store.coords)} patches scored on the shifted grids", flush=True)
         z = np.load(saved)
         scores = store.scores(scorer.card.model_id)
