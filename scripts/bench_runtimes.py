@@ -45,10 +45,10 @@ from cytoscreen.scoring.infer import Scorer
 from cytoscreen.scoring.openvino_import import decline_telemetry, import_openvino
 from cytoscreen.scoring.portable import ProbabilityModel, example_pixels
 from cytoscreen.scoring.runtime import Normaliser
-from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.config import load_train_config
-from cytoscreen.training.evaluate import CELLS, slide_windows
+from cytoscreen.training.evaluate import CELLS
 from cytoscreen.training.metrics import auc_with_ci
+from cytoscreen.training.quantize import calibration_windows
 from cytoscreen.training.run import split_kits, validation_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,10 +79,7 @@ def load_data(manifest: Path, n_calib: int, seed: int) -> Data:
     cfg = load_train_config(REPO / "configs/train/default.yaml")
     kits, _ = split_kits(manifest, DEFAULT_SPLITS_PATH, REPO)
     val = validation_set(cfg, kits["val"])
-    train = VirtualSlides(
-        kits["train"], n_negative=4, n_positive=4, mpp=cfg.mpp, patch_px=cfg.patch_px, seed=seed
-    )
-    calib, _ = slide_windows(train, n_calib, seed)
+    calib, _ = calibration_windows(kits["train"], cfg, n_calib, seed)
     return Data(val.images, val.labels, val.part(CELLS), calib)
 
 

@@ -27,11 +27,10 @@ from cytoscreen.scoring.card import BUNDLED_MODEL_DIR
 from cytoscreen.scoring.checkpoint import CARD_NAME, read_card
 from cytoscreen.scoring.engines import FP32_KEY, auc_key, card_verdict
 from cytoscreen.scoring.infer import Scorer
-from cytoscreen.synth.patches import VirtualSlides
 from cytoscreen.training.config import load_train_config
-from cytoscreen.training.evaluate import CELLS, positive_scores, slide_windows, throughput
+from cytoscreen.training.evaluate import CELLS, positive_scores, throughput
 from cytoscreen.training.metrics import auc_with_ci
-from cytoscreen.training.quantize import quantize_int8
+from cytoscreen.training.quantize import calibration_windows, quantize_int8
 from cytoscreen.training.run import split_kits, validation_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,15 +49,8 @@ def main() -> None:
 
     cfg = load_train_config(args.config)
     kits, _ = split_kits(args.manifest, args.splits, REPO)
-    train = VirtualSlides(
-        kits["train"], n_negative=4, n_positive=4, mpp=cfg.mpp, patch_px=cfg.patch_px,
-        seed=args.seed,
-    )  # fmt: skip
-    calib, _ = slide_windows(train, args.calib, args.seed)
-    source = (
-        f"windows of 8 virtual slides of the train fields (4 negative, 4 positive; seed "
-        f"{args.seed}) of {args.splits.name}"
-    )
+    calib, what = calibration_windows(kits["train"], cfg, args.calib, args.seed)
+    source = f"{what} of {args.splits.name}"
     record = quantize_int8(
         args.model, calib, source=source, full_bias_correction=not args.fast_bias_correction
     )

@@ -44,7 +44,8 @@ from cytoscreen.types import Precision
 CACHE_ENV = "CYTOSCREEN_RUNTIME_CACHE"
 CACHE_FORMAT = 2  # 2: the PyTorch reference probabilities are stored with the graph
 SELF_CHECK_ATOL = 1e-3  # probabilities; fp32 OpenVINO agrees with PyTorch to ~1e-5
-HINTS: Mapping[str, str] = {"fp32": "f32", "bf16": "bf16"}
+# OpenVINO's precision hint per precision (an int8 graph's unquantised layers run f32)
+HINTS: Mapping[str, str] = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 FILES = ("model.xml", "model.bin", "reference.npy")
 # the quantised graph shipped beside a model's weights (scripts/quantize_int8.py), and its record
 INT8_FILES = ("openvino_int8.xml", "openvino_int8.bin")
@@ -160,11 +161,12 @@ class OpenVinoEngine:
         threads: int | None = None,
     ) -> OpenVinoEngine:
         """Compile ``ov_model`` for the CPU and check it against ``reference`` (PyTorch fp32
-        probabilities on ``check_pixels(card)``). ``threads`` None: OpenVINO's default (one
-        per physical core)."""
+        probabilities on ``check_pixels(card)``; only an fp32 engine is compared with it).
+        ``precision`` int8: ``ov_model`` is a quantised graph (``from_int8``). ``threads``
+        None: OpenVINO's default (one per physical core)."""
         ov = import_openvino()
         if precision not in HINTS:
-            raise ValueError(f"OpenVINO runs fp32 or bf16 on the CPU, not {precision}")
+            raise ValueError(f"OpenVINO runs fp32, bf16 or int8 on the CPU, not {precision}")
         config: dict[str, Any] = {
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
@@ -177,7 +179,7 @@ class OpenVinoEngine:
         # the precision it really runs (a CPU without bf16 runs a bf16 hint in f32): the
         # calibration that decides the slides must be the one made on such scores
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        runs: Precision = USED.get(hint, precision)
+        runs: Precision = precision if precision == "int8" else USED.get(hint, precision)
         engine = cls(compiled, card.num_classes, runs, used, source, version())
         engine.self_check(card, reference)
         return engine
@@ -232,18 +234,11 @@ class OpenVinoEngine:
                 subject=folder,
                 hint=hint,
             )
-        config: dict[str, Any] = {
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # the layers left unquantised run fp32
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(folder / INT8_FILES[0]), "CPU", config)
-        used = int(compiled.get_property("INFERENCE_NUM_THREADS")) or (threads or 0)
-        engine = cls(compiled, card.num_classes, "int8", used, f"shipped {folder.name}/", version())
-        engine.self_check(card, np.zeros((0, card.num_classes), np.float32))
-        return engine
+        graph = ov.Core().read_model(str(folder / INT8_FILES[0]))
+        no_reference = np.zeros((0, card.num_classes), np.float32)  # not fp32: finite only
+        return cls.compile(
+            graph, card, "int8", no_reference, source=f"shipped {folder.name}/", threads=threads
+        )
 
     def predict(self, pixels: npt.NDArray[np.uint8], batch_size: int) -> npt.NDArray[np.float32]:
         request = self.compiled.create_infer_request()

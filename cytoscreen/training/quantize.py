@@ -24,6 +24,25 @@ from cytoscreen.fsutil import file_sha256
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.openvino_engine import INT8_FILES, INT8_RECORD, version
 from cytoscreen.scoring.openvino_import import import_openvino
+from cytoscreen.synth.kit import CellKit
+from cytoscreen.synth.patches import VirtualSlides
+from cytoscreen.training.config import TrainConfig
+from cytoscreen.training.evaluate import slide_windows
+
+
+def calibration_windows(
+    train_kit: CellKit, cfg: TrainConfig, n: int, seed: int = 0
+) -> tuple[npt.NDArray[np.uint8], str]:
+    """``n`` windows of 8 virtual slides of the *train* fields (4 negative, 4 positive) at the
+    model's resolution: what int8 is calibrated on (``scripts/quantize_int8.py``, and
+    ``scripts/bench_runtimes.py`` for its int8 rows), and a line saying so for the record."""
+    slides = VirtualSlides(
+        train_kit, n_negative=4, n_positive=4, mpp=cfg.mpp, patch_px=cfg.patch_px, seed=seed
+    )
+    windows, _ = slide_windows(slides, n, seed)
+    return windows, (
+        f"windows of 8 virtual slides of the train fields (4 negative, 4 positive; seed {seed})"
+    )
 
 
 def quantize_int8(
