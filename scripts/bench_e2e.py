@@ -169,6 +169,16 @@ def run_screen(slide: Path, size: int, work: Path, precision: str | None = None)
     )
 
 
+def median_run(slide: Path, size: int, work: Path, precision: str, runs: int) -> ScreenRun:
+    """``runs`` screens of ``slide`` (each with a fresh cache); the one of median wall time.
+    ``precision`` 'auto' runs the shipped config as it is."""
+    done = [
+        run_screen(slide, size, work, None if precision == "auto" else precision)
+        for _ in range(max(1, runs))
+    ]
+    return sorted(done, key=lambda r: r.wall_s)[len(done) // 2]
+
+
 def write_patch_mask(store: Path, slide: Path, mask_path: Path, mask_mpp: float = 8.0) -> int:
     """A PNG mask (``mask_mpp`` um/px) covering exactly the patches cytoscreen tiled.
 
@@ -381,15 +391,15 @@ def compare_table(run: ScreenRun, tia: dict, arch: str, load: tuple[float, float
     return "\n".join(lines)
 
 
-def scaling_table(runs: list[tuple[ScreenRun, tuple[float, float]]]) -> str:
+def scaling_table(runs: list[tuple[str, ScreenRun, tuple[float, float]]]) -> str:
     lines = [
-        "| slide px | cells | patches | tiling s | scoring s | wall s | patches/s (wall) "
-        "| s per 1,000 cells | peak RSS MB | load before/after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| precision | slide px | cells | patches | tiling s | scoring s | wall s "
+        "| patches/s (wall) | s per 1,000 cells | peak RSS MB | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r, (l0, l1) in runs:
+    for precision, r, (l0, l1) in runs:
         lines.append(
-            f"| {r.size:,} | {r.n_cells:,} | {r.n_patches:,} | {r.tiling_s:.2f} "
+            f"| {precision} | {r.size:,} | {r.n_cells:,} | {r.n_patches:,} | {r.tiling_s:.2f} "
             f"| {r.scoring_s:.2f} | {r.wall_s:.2f} | {rate(r.n_patches, r.wall_s)} "
             f"| {1000 * r.wall_s / max(r.n_cells, 1):.2f} | {r.peak_rss_mb:,.0f} "
             f"| {l0:.2f}/{l1:.2f} |"
@@ -418,7 +428,17 @@ def main() -> None:
         "--tia-workers", type=int, default=0, help="TIAToolbox DataLoader workers (its default 0)"
     )
     ap.add_argument(
-        "--precision", help="score with OpenVINO at this precision (default: the config's auto)"
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        help="cytoscreen's scoring precisions, each timed against the same TIAToolbox run: "
+        "auto (the shipped config), or fp32 / bf16 / int8 through OpenVINO",
+    )
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="cytoscreen runs per precision and size; the run of median wall time is reported",
     )
     args = ap.parse_args()
 
@@ -438,15 +458,18 @@ def main() -> None:
         [sys.executable, "-c", WARM_SCORER], capture_output=True, text=True, check=True
     )
     print(f"scorer ready in {time.perf_counter() - t:.1f} s: {warm.stdout.strip()}", flush=True)
-    scaling: list[tuple[ScreenRun, tuple[float, float]]] = []
+    scaling: list[tuple[str, ScreenRun, tuple[float, float]]] = []
     for size in sorted(set(args.sizes) | set(args.compare)):
         slide = ensure_slide(args.workdir, size)
-        before = os.getloadavg()[0]
-        run = run_screen(slide, size, args.workdir, args.precision)
-        after = os.getloadavg()[0]
-        if size in args.sizes:
-            scaling.append((run, (before, after)))
-        print(f"cytoscreen {size}: {run}", flush=True)
+        runs: dict[str, ScreenRun] = {}
+        for precision in args.precision:
+            before = os.getloadavg()[0]
+            run = median_run(slide, size, args.workdir, precision, args.runs)
+            after = os.getloadavg()[0]
+            runs[precision] = run
+            if size in args.sizes:
+                scaling.append((precision, run, (before, after)))
+            print(f"cytoscreen {size} ({precision}): {run}", flush=True)
         if size in args.compare:
             py = ensure_tia_venv(args.tia_venv)
             mask = args.workdir / f"e2e-mask-{size}.png"
@@ -466,9 +489,13 @@ def main() -> None:
                 )
                 after = os.getloadavg()[0]
                 print(f"TIAToolbox {arch} {size}: {tia}", flush=True)
-                table = compare_table(run, tia, arch, (before, after))
-                print("\n" + table + "\n", flush=True)
-    print("\nscaling (cytoscreen screen, one slide per run, fresh cache):")
+                for precision, run in runs.items():
+                    table = compare_table(run, tia, arch, (before, after))
+                    print(f"\ncytoscreen {precision}:\n{table}\n", flush=True)
+    print(
+        "\nscaling (cytoscreen screen, one slide per run, fresh cache; precisions in the "
+        f"order {args.precision}):"
+    )
     print(scaling_table(scaling))
 
 

@@ -102,6 +102,15 @@ def _open_scores(store: PatchStore, card: ModelCard, n: int, how: dict[str, str]
     return store.create_scores(key, card.num_classes, provenance)
 
 
+def _valid_per_chunk(
+    valid: npt.NDArray[np.bool_], chunk: int, n_chunks: int
+) -> npt.NDArray[np.int64]:
+    """Valid patches in each chunk of ``chunk`` patches."""
+    padded = np.zeros(n_chunks * chunk, dtype=bool)
+    padded[: len(valid)] = valid
+    return np.asarray(padded.reshape(n_chunks, chunk).sum(axis=1), dtype=np.int64)
+
+
 def score_cache(
     store_path: str | Path,
     model_dir: str | Path | Scorer,
@@ -146,27 +155,39 @@ def score_cache(
         )
     done_flags, prob_arr, class_arr = scores.chunk_done, scores.stage(PROB), scores.classes
     done = np.asarray(done_flags[:], dtype=bool)
-    todo = [i for i in range(len(done)) if not done[i] and valid[i * chunk : (i + 1) * chunk].any()]
-    for i in range(len(done)):  # chunks with nothing valid are done without reading pixels
-        if not done[i] and i not in todo:
-            done_flags[i] = True
+    n_valid = _valid_per_chunk(valid, chunk, len(done))
+    todo = [i for i in range(len(done)) if not done[i] and n_valid[i] > 0]
+    for i in np.flatnonzero(~done & (n_valid == 0)):  # nothing valid: done without reading
+        done_flags[int(i)] = True
 
     def read(i: int) -> npt.NDArray[np.uint8]:
         return np.asarray(images[i * chunk : min((i + 1) * chunk, n)], dtype=np.uint8)
 
+    def write(i: int, classes: npt.NDArray[np.float32], prob: npt.NDArray[np.float32]) -> None:
+        lo = i * chunk
+        class_arr[lo : lo + len(prob)] = classes
+        prob_arr[lo : lo + len(prob)] = prob
+        done_flags[i] = True  # last: a chunk marked done always has its scores
+
     scored = 0
-    total = int(sum(valid[i * chunk : (i + 1) * chunk].sum() for i in todo))
+    total = int(n_valid[todo].sum()) if todo else 0
     if progress is not None:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-prefetch") as pool:
-        nxt: Future[npt.NDArray[np.uint8]] | None = pool.submit(read, todo[0]) if todo else None
+    # one thread reads the next chunk and one writes the last, while the model scores this one
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-prefetch") as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-write") as writer,
+    ):
+        nxt: Future[npt.NDArray[np.uint8]] | None = reader.submit(read, todo[0]) if todo else None
+        writes: list[Future[None]] = []
         for k, i in enumerate(todo):
             assert nxt is not None
             pixels = nxt.result()
-            nxt = pool.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
+            nxt = reader.submit(read, todo[k + 1]) if k + 1 < len(todo) else None
             lo = i * chunk
             keep = valid[lo : lo + len(pixels)]
-            probs = scorer.predict(pixels[keep], batch_size)
+            every = bool(keep.all())
+            probs = scorer.predict(pixels if every else pixels[keep], batch_size)
             if not np.isfinite(probs).all():
                 bad = int((~np.isfinite(probs).all(axis=1)).sum())
                 raise BadCheckpoint(
@@ -176,16 +197,21 @@ def score_cache(
                     hint="score again with --precision fp32 (and scoring.runtime=torch); if it "
                     "persists the checkpoint is broken",
                 )
-            classes = np.full((len(pixels), card.num_classes), np.nan, dtype=np.float32)
-            classes[keep] = probs
-            prob = np.full(len(pixels), np.nan, dtype=np.float32)
-            prob[keep] = probs[:, card.positive_indices()].sum(axis=1)
-            class_arr[lo : lo + len(pixels)] = classes
-            prob_arr[lo : lo + len(pixels)] = prob
-            done_flags[i] = True
+            positive = probs[:, card.positive_indices()].sum(axis=1)
+            if every:
+                classes, prob = probs.astype(np.float32), positive.astype(np.float32)
+            else:
+                classes = np.full((len(pixels), card.num_classes), np.nan, dtype=np.float32)
+                classes[keep] = probs
+                prob = np.full(len(pixels), np.nan, dtype=np.float32)
+                prob[keep] = positive
+            writes = [w for w in writes if not w.done() or w.result()]  # raises a failed write
+            writes.append(writer.submit(write, i, classes, prob))
             scored += int(keep.sum())
             if progress is not None:
                 progress(scored, total)
+        for w in writes:
+            w.result()
     scores.mark_complete(PROB)
     return ScoreRun(
         store,

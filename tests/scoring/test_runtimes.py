@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from cytoscreen.scoring.checkpoint import load_checkpoint, read_card
 from cytoscreen.scoring.engines import MAX_AUC_CHANGE, auc_key, choose_runtime
 from cytoscreen.scoring.infer import Scorer, score_cache
 
-from .conftest import make_store
+from .conftest import PATCH, make_store
 
 needs_openvino = pytest.mark.skipif(
     not openvino_engine.installed(), reason="openvino is not installed (optional extra)"
@@ -301,6 +302,28 @@ def test_nan_guard_applies_to_openvino_scores(tmp_path: Path, tiny_model_dir: Pa
         score_cache(store, scorer, batch_size=8)
     prob = zarr.open_array(store, path=f"scores/{card.model_id}/prob", mode="r")
     assert np.isfinite(prob[:8]).all() and np.isnan(prob[8:]).all()  # nothing NaN was stored
+
+
+@needs_openvino
+@pytest.mark.parametrize("requests", [1, 3])
+def test_requests_in_flight_keep_each_patch_in_its_place(
+    tmp_path: Path, tiny_model_dir: Path, requests: int
+) -> None:
+    """Several requests in flight (OpenVINO's streams) give every patch its own row, as
+    scoring the patches one at a time does, whatever the batch and request counts."""
+    scorer = Scorer.load(
+        tiny_model_dir, "cpu", "fp32", runtime="openvino", runtime_cache=tmp_path / "ov"
+    )
+    engine = scorer.engine
+    assert isinstance(engine, openvino_engine.OpenVinoEngine) and engine.requests >= 1
+    engine = replace(engine, requests=requests)
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, size=(23, PATCH, PATCH, 3), dtype=np.uint8)
+    alone = np.concatenate([engine.predict(pixels[i : i + 1], 1) for i in range(len(pixels))])
+    for batch in (1, 4, 64):
+        got = engine.predict(pixels, batch)
+        np.testing.assert_allclose(got, alone, atol=1e-6)
+    assert engine.predict(pixels[:0], 8).shape == (0, alone.shape[1])
 
 
 @needs_openvino
