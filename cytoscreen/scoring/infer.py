@@ -157,8 +157,8 @@ def score_cache(
     done = np.asarray(done_flags[:], dtype=bool)
     n_valid = _valid_per_chunk(valid, chunk, len(done))
     todo = [i for i in range(len(done)) if not done[i] and n_valid[i] > 0]
-    for i in np.flatnonzero(~done & (n_valid == 0)):  # nothing valid: done without reading
-        done_flags[int(i)] = True
+    for empty in np.flatnonzero(~done & (n_valid == 0)):  # nothing valid: done, unread
+        done_flags[int(empty)] = True
 
     def read(i: int) -> npt.NDArray[np.uint8]:
         return np.asarray(images[i * chunk : min((i + 1) * chunk, n)], dtype=np.uint8)
