@@ -63,7 +63,8 @@ class ModelChoice:
         calibration describes is preferred to one none does: a slide scored in a way no
         calibration describes can never be set aside (``slide.decide.never_negative``), so
         PyTorch on a CPU without OpenVINO scores in fp32 (which the fp32 calibration holds for)
-        rather than the card's faster bf16, and says so in its runtime note."""
+        rather than the card's faster bf16, and a model whose int8 was not calibrated scores in
+        bf16 (or fp32); the runtime note says so."""
         from cytoscreen.scoring.scorer import build_scorer
 
         # the card was read and the weights checked by resolve_model
@@ -73,7 +74,7 @@ class ModelChoice:
         first = scorer.describe()
         if calibration.describes(first):
             return scorer
-        for precision in ("fp32", "bf16"):
+        for precision in ("bf16", "fp32"):  # the faster first
             if precision == first["precision"]:
                 continue
             scoring = cfg.scoring.model_copy(update={"precision": precision})
@@ -81,9 +82,11 @@ class ModelChoice:
                 other = build_scorer(self.dir, scoring, card=self.card)
             except ConfigError:
                 continue  # not on this machine
-            if calibration.describes(other.describe()):
+            how = other.describe()
+            if calibration.describes(how):
                 note = (
-                    f"{other.runtime_note}; precision {precision}, not {first['precision']}: "
+                    f"{other.runtime_note}; precision {how['precision']}, "
+                    f"not {first['precision']}: "
                     f"no calibration of this model describes {first['runtime']} "
                     f"{first['precision']} scores, so slides scored that way could never be "
                     "set aside"

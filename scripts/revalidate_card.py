@@ -10,11 +10,11 @@ card was measured on the pieces of the day it was trained; since then the genera
 negative pieces 100 um from every labelled abnormal nucleus (``synth.fields.NEGATIVE_CLEARANCE``),
 so the set it chose on no longer exists. This measures the same weights on today's set through
 every runtime (``training.runtimes``: PyTorch fp32, bf16 + channels_last, OpenVINO fp32 and,
-on a CPU that runs it natively, bf16), prints each card figure before and after, and with
-``--write`` replaces the card's ``validation`` block and per-category report with the new
-figures and says so in its notes. The weights are not touched, so the model id and every
-calibration made with it stay valid. ``scoring.runtime: auto`` reads the OpenVINO AUCs recorded
-here (``scoring.engines``).
+on a CPU that runs them natively, bf16 and the shipped int8 graph), prints each card figure
+before and after, and with ``--write`` replaces the card's ``validation`` block and
+per-category report with the new figures and says so in its notes. The weights are not
+touched, so the model id and every calibration made with it stay valid. ``scoring.runtime:
+auto`` reads the OpenVINO AUCs recorded here (``scoring.engines``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main() -> None:
     )
     write_text_atomic(args.model / CARD_NAME, new.model_dump_json(indent=2))
     print(f"\nwrote {args.model / CARD_NAME}")
-    for prec in ("fp32", "bf16"):
+    for prec in ("fp32", "bf16", "int8"):
         why = card_verdict(new, "openvino", prec)
         print(f"OpenVINO {prec}: " + ("proven for auto" if why is None else f"not proven: {why}"))
 

@@ -11,10 +11,13 @@ all of these hold, and otherwise PyTorch with a note saying which one failed:
   ``MAX_AUC_CHANGE`` of the PyTorch fp32 AUC on the same patches
   (``validation["patch_auc_fp32"]``).
 
-With ``scoring.precision: auto`` OpenVINO runs bf16 where the CPU runs bf16 natively (OpenVINO
-lists ``BF16`` among its optimisation capabilities) and the card proves bf16 as above, else
-fp32. A slide is decided by the calibration made on scores like its own
-(``resolve.ModelChoice.scorer`` steps back to fp32 when no calibration describes bf16).
+With ``scoring.precision: auto`` OpenVINO runs the fastest precision that is proven here:
+int8 where the quantised graph ships beside the weights, the CPU has int8 dot-product
+instructions (VNNI or AMX, like the machine the int8 calibration was made on) and the card
+proves int8 as above; else bf16 where the CPU runs bf16 natively (OpenVINO lists ``BF16``
+among its optimisation capabilities) and the card proves bf16; else fp32. A slide is decided
+by the calibration made on scores like its own (``resolve.ModelChoice.scorer`` steps back to
+the next precision when no calibration describes the first).
 
 ``Engine`` is what the Scorer asks of either engine (``torch_engine.TorchEngine``,
 ``openvino_engine.OpenVinoEngine``); ``scoring.scorer.build_scorer`` builds the one chosen.
@@ -34,6 +37,11 @@ import numpy.typing as npt
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.types import RUNTIMES, Precision, Runtime
 
+# what the runtime note adds when 'auto' took a precision because the CPU runs it natively
+NATIVE_NOTES = {
+    "bf16": " (the CPU runs bf16 natively)",
+    "int8": " (the quantised graph ships and the CPU has int8 dot-product instructions)",
+}
 MAX_AUC_CHANGE = 0.005  # largest |AUC(runtime) - AUC(PyTorch fp32)| accepted on the val patches
 FP32_KEY = "patch_auc_fp32"
 
@@ -91,13 +99,21 @@ def card_verdict(card: ModelCard, runtime: str, precision: str) -> str | None:
 
 
 def openvino_precision(
-    precision: str, card: ModelCard | None = None, *, bf16_native: bool = False
+    precision: str,
+    card: ModelCard | None = None,
+    *,
+    bf16_native: bool = False,
+    int8_ready: bool = False,
 ) -> Precision:
-    """OpenVINO's precision: 'auto' runs bf16 where the CPU runs it natively and ``card``
-    proves that bf16 keeps the fp32 AUC (``card_verdict``), else fp32; fp32 and bf16 as asked."""
+    """OpenVINO's precision: 'auto' runs int8 where it is ready here (``int8_ready``: the
+    quantised graph ships and the CPU has int8 dot-product instructions), else bf16 where the
+    CPU runs it natively, each only where ``card`` proves it keeps the fp32 AUC
+    (``card_verdict``), else fp32; fp32, bf16 and int8 as asked."""
     if precision == "auto":
-        proven = card is not None and card_verdict(card, "openvino", "bf16") is None
-        return "bf16" if bf16_native and proven else "fp32"
+        for candidate, ready in (("int8", int8_ready), ("bf16", bf16_native)):
+            if ready and card is not None and card_verdict(card, "openvino", candidate) is None:
+                return candidate  # type: ignore[return-value]
+        return "fp32"
     if precision == "fp16":
         raise ValueError("fp16 is for CUDA; OpenVINO on the CPU runs fp32, bf16 or int8")
     if precision not in ("fp32", "bf16", "int8"):
@@ -113,10 +129,12 @@ def choose_runtime(
     *,
     openvino_installed: bool,
     bf16_native: bool = False,
+    int8_ready: bool = False,
 ) -> RuntimeChoice:
     """The runtime to build (and OpenVINO's precision). An explicit ``openvino`` that cannot run
     raises ValueError saying what to do; ``auto`` never raises for that: it keeps PyTorch and
-    says why in the note. ``bf16_native``: the CPU runs bf16 natively (see the module doc)."""
+    says why in the note. ``bf16_native``: the CPU runs bf16 natively; ``int8_ready``: the
+    quantised graph ships and the CPU runs int8 natively (see the module doc)."""
     if requested not in RUNTIMES:
         raise ValueError(f"unknown scoring runtime {requested!r}; choose one of {RUNTIMES}")
     if requested == "torch":
@@ -132,15 +150,18 @@ def choose_runtime(
                 "scoring.runtime=openvino but the openvino package is not installed: "
                 "pip install 'cytoscreen[openvino]', or set scoring.runtime=torch"
             )
-        prec = openvino_precision(precision, card, bf16_native=bf16_native)  # refuses fp16
+        prec = openvino_precision(  # refuses fp16
+            precision, card, bf16_native=bf16_native, int8_ready=int8_ready
+        )
         return RuntimeChoice("openvino", "scoring.runtime=openvino", prec)
+    ready = {"bf16_native": bf16_native, "int8_ready": int8_ready}
     why = fallback_note(
-        card, device_type, precision, openvino_installed=openvino_installed, bf16_native=bf16_native
+        card, device_type, precision, openvino_installed=openvino_installed, **ready
     )
     if why:
         return RuntimeChoice("torch", why)
-    prec = openvino_precision(precision, card, bf16_native=bf16_native)
-    native = " (the CPU runs bf16 natively)" if prec == "bf16" and precision == "auto" else ""
+    prec = openvino_precision(precision, card, **ready)
+    native = NATIVE_NOTES.get(prec, "") if precision == "auto" else ""
     return RuntimeChoice(
         "openvino",
         f"auto: OpenVINO {prec}{native}: installed, and the model card's AUC measured through "
@@ -156,6 +177,7 @@ def fallback_note(
     *,
     openvino_installed: bool,
     bf16_native: bool = False,
+    int8_ready: bool = False,
 ) -> str:
     """Why ``auto`` keeps PyTorch ('' when OpenVINO qualifies)."""
     if device_type != "cpu":
@@ -166,7 +188,7 @@ def fallback_note(
             "(pip install 'cytoscreen[openvino]' for faster CPU scoring)"
         )
     try:
-        prec = openvino_precision(precision, card, bf16_native=bf16_native)
+        prec = openvino_precision(precision, card, bf16_native=bf16_native, int8_ready=int8_ready)
     except ValueError as exc:
         return f"auto: PyTorch, because {exc}"
     why = card_verdict(card, "openvino", prec)

@@ -68,6 +68,34 @@ def bf16_native() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+# CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them OpenVINO's int8
+# kernels accumulate exactly; without them (plain AVX2) an intermediate may saturate and the
+# int8 scores would not be the ones the int8 calibration was made on
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+@functools.cache
+def int8_native() -> bool:
+    """Whether this CPU has int8 dot-product instructions (``INT8_FLAGS``) and OpenVINO's CPU
+    plugin lists ``INT8``; False where the flags cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+    if not flags & INT8_FLAGS:
+        return False
+    ov = import_openvino()
+    return "INT8" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def int8_shipped(model_dir: str | Path) -> bool:
+    """Whether the quantised graph and its record lie beside the weights (``from_int8`` checks
+    them against each other)."""
+    folder = Path(model_dir)
+    return all((folder / name).is_file() for name in (*INT8_FILES, INT8_RECORD))
+
+
 def default_cache_root() -> Path:
     """$CYTOSCREEN_RUNTIME_CACHE, else $XDG_CACHE_HOME/cytoscreen/openvino (~/.cache/...)."""
     if os.environ.get(CACHE_ENV):

@@ -87,6 +87,7 @@ class Scorer:
             precision,
             openvino_installed=installed,
             bf16_native=_bf16_native(runtime, dev_type, precision, installed=installed),
+            int8_ready=_int8_ready(runtime, dev_type, precision, installed, weights.model_dir),
         )
         note = choice.note
         if choice.runtime == "openvino":
@@ -196,6 +197,21 @@ def _bf16_native(runtime: str, dev_type: str, precision: str, *, installed: bool
     try:
         return openvino_engine.bf16_native()
     except Exception:  # noqa: BLE001 - a plugin that cannot say runs fp32
+        return False
+
+
+def _int8_ready(
+    runtime: str, dev_type: str, precision: str, installed: bool, model_dir: Path | None
+) -> bool:
+    """Whether ``auto`` may score in int8 here: the quantised graph ships in ``model_dir`` and
+    the CPU runs int8 natively (``openvino_engine.int8_native``)."""
+    if runtime == "torch" or precision != "auto" or dev_type != "cpu" or not installed:
+        return False
+    if model_dir is None or not openvino_engine.int8_shipped(model_dir):
+        return False
+    try:
+        return openvino_engine.int8_native()
+    except Exception:  # noqa: BLE001 - a plugin that cannot say does not run int8
         return False
 
 

@@ -1,6 +1,7 @@
 """A checkpoint measured on its validation set in every way it may score: PyTorch fp32,
-PyTorch bf16 + channels_last, and (when installed) OpenVINO fp32 and bf16, each with its AUC
-(bootstrap CI) and patches/s; then the card's validation block from those scores.
+PyTorch bf16 + channels_last, and (when installed) OpenVINO fp32, bf16 and the shipped int8
+graph, each with its AUC (bootstrap CI) and patches/s; then the card's validation block from
+those scores.
 
 Used at the end of ``train_model`` and by ``scripts/revalidate_card.py`` (a shipped model
 measured again on today's validation set). What the card records here is what
@@ -31,7 +32,7 @@ Scores = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class RuntimeFigures:
     """Scores, AUCs and patches/s of one checkpoint on one validation set, per way of scoring
-    (``fp32``, ``bf16``: PyTorch; ``openvino_fp32``, ``openvino_bf16``)."""
+    (``fp32``, ``bf16``: PyTorch; ``openvino_fp32``, ``openvino_bf16``, ``openvino_int8``)."""
 
     scores: dict[str, Scores]
     aucs: dict[str, Metric]  # card keys: patch_auc_fp32, patch_auc_bf16_channels_last, ...
@@ -50,7 +51,8 @@ class RuntimeFigures:
 def measure_runtimes(model_dir: Path, val: EvalSet, seed: int) -> RuntimeFigures:
     """Score ``val`` with the checkpoint in ``model_dir`` in every way (see the module doc).
     OpenVINO bf16 is measured only where the CPU runs bf16 natively (elsewhere the hint runs
-    fp32, and recording that as bf16 would prove nothing)."""
+    fp32, and recording that as bf16 would prove nothing), int8 only where its quantised graph
+    lies in ``model_dir`` and the CPU runs int8 natively."""
     from cytoscreen.scoring import openvino_engine
 
     scores: dict[str, Scores] = {}
@@ -63,6 +65,8 @@ def measure_runtimes(model_dir: Path, val: EvalSet, seed: int) -> RuntimeFigures
     if openvino_engine.installed():
         version = openvino_engine.version()
         precisions = ["fp32", "bf16"] if openvino_engine.bf16_native() else ["fp32"]
+        if openvino_engine.int8_shipped(model_dir) and openvino_engine.int8_native():
+            precisions.append("int8")  # the quantised graph shipped beside these weights
         for prec in precisions:
             scorer = Scorer.load(model_dir, "cpu", prec, runtime="openvino")
             if scorer.prec != prec:  # the plugin ran another precision: nothing to record

@@ -53,28 +53,42 @@ def test_auto_precision_scores_as_a_calibration_describes(
 
 
 @pytest.mark.skipif(not openvino_engine.installed(), reason="openvino is not installed")
-def test_auto_openvino_runs_bf16_where_the_card_and_a_calibration_allow(
+def test_auto_openvino_runs_the_fastest_precision_the_card_and_a_calibration_allow(
     tmp_path: Path, write_config: Callable[..., Path]
 ) -> None:
-    # the bundled model, the default runtime (auto): OpenVINO, in bf16 where this CPU runs it
-    # natively and the card proves it (scripts/revalidate_card.py), since calibration.bf16.json
-    # describes such scores
+    # the bundled model, the default runtime (auto): OpenVINO, in int8 where its quantised
+    # graph ships, this CPU has int8 dot-product instructions and the card proves int8
+    # (scripts/revalidate_card.py), else bf16 where the CPU runs it natively and the card
+    # proves it; calibration.int8.json / calibration.bf16.json describe such scores
     bundled = {"patch_size": 224, "target_mpp": 0.25}
     cfg = load_config(write_config(tmp_path / "auto.yaml", tiling=bundled))
     model = resolve_model(cfg, None)
     cal = resolve_calibration(cfg, model, None)
     chosen = model.scorer(cfg, cal).describe()
     assert chosen["runtime"] == "openvino", chosen
-    proven = card_verdict(model.card, "openvino", "bf16") is None
-    expect = "bf16" if proven and openvino_engine.bf16_native() else "fp32"
+    int8 = (
+        card_verdict(model.card, "openvino", "int8") is None
+        and openvino_engine.int8_shipped(model.dir)
+        and openvino_engine.int8_native()
+    )
+    bf16 = card_verdict(model.card, "openvino", "bf16") is None and openvino_engine.bf16_native()
+    expect = "int8" if int8 else "bf16" if bf16 else "fp32"
     assert chosen["precision"] == expect, chosen
     assert cal.describes(chosen)
-    # without a calibration of bf16 scores auto steps back to fp32, which one describes
+    # without a calibration of int8 scores auto steps back to bf16 (the next fastest that one
+    # describes), without one of bf16 or int8 to fp32
+    no_int8 = replace(
+        cal, alternatives=tuple(a for a in cal.alternatives if "int8" not in a.path.name)
+    )
+    stepped = model.scorer(cfg, no_int8).describe()
+    assert stepped["precision"] == ("bf16" if bf16 else "fp32") and no_int8.describes(stepped)
+    if int8:
+        assert "no calibration of this model describes openvino int8" in stepped["runtime_note"]
     only_fp32 = replace(cal, alternatives=())
     fallback = model.scorer(cfg, only_fp32).describe()
     assert fallback["precision"] == "fp32" and only_fp32.describes(fallback), fallback
-    if expect == "bf16":
-        assert "no calibration of this model describes openvino bf16" in fallback["runtime_note"]
+    if expect != "fp32":
+        assert f"describes openvino {expect}" in fallback["runtime_note"]
 
 
 def test_the_demo_prints_the_calibration_that_decided(tmp_path: Path) -> None:
@@ -82,7 +96,8 @@ def test_the_demo_prints_the_calibration_that_decided(tmp_path: Path) -> None:
     # one run.json lists that was made on scores like the run's
     model = Path(DEFAULT_MODEL_DIR)
     fp32, bf16 = model / "calibration.json", model / "calibration.bf16.json"
-    record = {"path": str(fp32), "alternatives": [{"path": str(bf16)}]}
+    int8 = model / "calibration.int8.json"
+    record = {"path": str(fp32), "alternatives": [{"path": str(bf16)}, {"path": str(int8)}]}
 
     def decided(**scoring: str) -> Path:
         run = {"calibration": record, "scoring": scoring}
@@ -90,6 +105,7 @@ def test_the_demo_prints_the_calibration_that_decided(tmp_path: Path) -> None:
         return deciding_calibration(tmp_path)
 
     assert decided(runtime="openvino", precision="bf16", device="cpu") == bf16
+    assert decided(runtime="openvino", precision="int8", device="cpu") == int8
     assert decided(runtime="openvino", precision="fp32", device="cpu") == fp32
     assert decided(runtime="torch", precision="fp32", device="cpu") == fp32  # counts as fp32
     assert decided(runtime="torch", precision="fp16", device="cuda:0") == fp32  # none: its own

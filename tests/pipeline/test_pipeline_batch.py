@@ -175,11 +175,12 @@ def test_child_exits_when_the_process_that_started_it_dies(tmp_path: Path) -> No
 
 
 def _alive(pid: int) -> bool:
-    """Running (not a zombie awaiting its parent)."""
+    """Running (not a zombie awaiting its parent). A process that ends between the open and
+    the read of its stat file raises ProcessLookupError: gone, too."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
 
 

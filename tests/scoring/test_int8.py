@@ -1,5 +1,6 @@
 """The int8 OpenVINO graph shipped beside the bundled model: it runs only through OpenVINO,
-only as shipped (checked against its record), never by ``auto``, and it still ranks real cells."""
+only as shipped (checked against its record), by ``auto`` only where it is ready and proven,
+and it still ranks real cells."""
 
 from __future__ import annotations
 
@@ -26,14 +27,19 @@ needs_graph = pytest.mark.skipif(
 )
 
 
-def test_int8_is_openvino_only_and_never_auto(tmp_path: Path) -> None:
+def test_int8_is_openvino_only_and_auto_only_where_ready(tmp_path: Path) -> None:
     card = read_card(BUNDLED_MODEL_DIR)
     with pytest.raises(ValueError, match="scoring.runtime: openvino"):
         Scorer.load(BUNDLED_MODEL_DIR, "cpu", "int8", runtime="torch")
     with pytest.raises(ConfigError, match="int8 is for scoring"):
         load_train_config(None, precision="int8")
-    # auto chooses among fp32 and bf16 only, whatever the card proves
+    # auto takes int8 only where it is ready here (graph shipped, int8 instructions)
     assert openvino_precision("auto", card, bf16_native=True) in ("fp32", "bf16")
+    unproven = card.model_copy(
+        update={"validation": {k: v for k, v in card.validation.items() if "int8" not in k}}
+    )
+    assert openvino_precision("auto", unproven, int8_ready=True) == "fp32"
+    assert not openvino_engine.int8_shipped(tmp_path)  # a folder without the graph
     assert openvino_precision("int8") == "int8"
     explicit = choose_runtime("openvino", card, "cpu", "int8", openvino_installed=True)
     assert explicit.precision == "int8"

@@ -96,6 +96,37 @@ def test_auto_runs_bf16_only_where_proven_and_native(tiny_model_dir: Path) -> No
     assert choose_runtime("torch", both, "cpu", "auto", openvino_installed=True).precision is None
 
 
+def test_auto_runs_int8_only_where_ready_and_proven(tiny_model_dir: Path) -> None:
+    card = load_checkpoint(tiny_model_dir)[1]
+    int8 = {auc_key("openvino", "int8"): _auc(0.789)}
+    both = proven(card, bf16_auc=0.790)
+    all3 = both.model_copy(update={"validation": {**both.validation, **int8}})
+
+    def pick(c: ModelCard, ready: bool, precision: str = "auto") -> str | None:
+        got = choose_runtime(
+            "auto",
+            c,
+            "cpu",
+            precision,
+            openvino_installed=True,
+            bf16_native=True,
+            int8_ready=ready,
+        )
+        return got.precision
+
+    assert pick(all3, ready=True) == "int8"
+    note = choose_runtime(
+        "auto", all3, "cpu", "auto", openvino_installed=True, bf16_native=True, int8_ready=True
+    )
+    assert "int8 dot-product" in note.note
+    assert pick(all3, ready=False) == "bf16"  # no graph or no int8 instructions: bf16
+    assert pick(both, ready=True) == "bf16"  # int8 not measured on the card
+    drifted = {auc_key("openvino", "int8"): _auc(0.792 - 2 * MAX_AUC_CHANGE)}
+    far = both.model_copy(update={"validation": {**both.validation, **drifted}})
+    assert pick(far, ready=True) == "bf16"  # measured, too far from fp32
+    assert pick(all3, ready=True, precision="bf16") == "bf16"  # as asked
+
+
 @needs_openvino
 def test_engine_reports_the_precision_it_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
     # the compiled model's own precision, not the hint: a CPU without bf16 runs a bf16 hint in
