@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cytoscreen.errors import BadCheckpoint, CacheMismatch
+from cytoscreen.errors import BadCheckpoint, CacheMismatch, WriteFailed
 from cytoscreen.scoring.card import ModelCard
 from cytoscreen.scoring.scorer import Scorer as Scorer  # re-exported: callers import it here
 from cytoscreen.tiling.store import PROB, ModelScores, PatchStore
@@ -165,9 +165,15 @@ def score_cache(
 
     def write(i: int, classes: npt.NDArray[np.float32], prob: npt.NDArray[np.float32]) -> None:
         lo = i * chunk
-        class_arr[lo : lo + len(prob)] = classes
-        prob_arr[lo : lo + len(prob)] = prob
-        done_flags[i] = True  # last: a chunk marked done always has its scores
+        try:
+            class_arr[lo : lo + len(prob)] = classes
+            prob_arr[lo : lo + len(prob)] = prob
+            done_flags[i] = True  # last: a chunk marked done always has its scores
+        except OSError as exc:
+            raise WriteFailed(
+                f"cannot write the scores of patch chunk {i} ({exc.strerror or exc})",
+                subject=store,
+            ) from exc
 
     scored = 0
     total = int(n_valid[todo].sum()) if todo else 0

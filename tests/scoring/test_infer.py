@@ -7,7 +7,7 @@ import pytest
 import torch
 import zarr
 
-from cytoscreen.errors import BadCheckpoint, CacheMismatch
+from cytoscreen.errors import BadCheckpoint, CacheMismatch, WriteFailed
 from cytoscreen.scoring.checkpoint import load_checkpoint
 from cytoscreen.scoring.infer import score_cache
 from cytoscreen.scoring.torch_engine import TorchEngine
@@ -75,6 +75,45 @@ def test_resume_scores_only_missing_chunks(
     )
     again = score_cache(store, tiny_model_dir, device="cpu", precision="fp32")
     assert again.n_scored == 0 and again.chunks_run == 0
+
+
+def test_a_failed_score_write_stops_the_run_and_leaves_its_chunk_to_do(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores are written on a thread of their own: a write that fails (a full disk) stops the
+    run with an error that names the store and says what to do, the chunks written before it
+    stay done, its own is not marked done,
+    and the next run scores only what is missing."""
+    from cytoscreen.tiling.store import ModelScores
+
+    store = make_store(tmp_path / "s.zarr", 24)  # 3 chunks of 8
+    real_stage = ModelScores.stage
+
+    class FailsFromRow8:
+        def __init__(self, array: zarr.Array) -> None:
+            self.array = array
+
+        def __setitem__(self, key: slice, value: np.ndarray) -> None:
+            if key.start >= 8:
+                raise OSError(28, "No space left on device")
+            self.array[key] = value
+
+    monkeypatch.setattr(
+        ModelScores, "stage", lambda self, name: FailsFromRow8(real_stage(self, name))
+    )
+    with pytest.raises(WriteFailed, match="scores of patch chunk 1 .No space left"):
+        score_cache(store, tiny_model_dir, batch_size=8, device="cpu", precision="fp32")
+    model_id = load_checkpoint(tiny_model_dir)[1].model_id
+    done = _read(store, f"scores/{model_id}/chunk_done").tolist()
+    assert done[0] and not done[1]  # the failed chunk was never marked done
+    assert not (store / "scores" / model_id / "COMPLETE").exists()
+    monkeypatch.setattr(ModelScores, "stage", real_stage)
+    run = score_cache(store, tiny_model_dir, batch_size=8, device="cpu", precision="fp32")
+    assert run.chunks_run == 3 - sum(done) and run.n_scored == 8 * run.chunks_run
+    ref = _reference(tiny_model_dir, store)
+    np.testing.assert_allclose(
+        _read(store, f"scores/{model_id}/prob"), ref[:, 1:].sum(1), atol=1e-5
+    )
 
 
 def test_bf16_channels_last_close_to_fp32(tmp_path: Path, tiny_model_dir: Path) -> None:
