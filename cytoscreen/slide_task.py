@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -166,12 +167,19 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
     # the calibration made on scores like these (e.g. calibration.bf16.json for bf16 scores)
     chosen = job.calibration.for_scoring(how) if job.calibration else None
     cal = chosen.calibration if chosen else None
-    with run.stage("deciding"):
-        slide_score = stages.aggregate(scored, cfg, cal)
-        decided = stages.decide(scored, slide_score, cfg, cal, job.domain, how)
-        rows = stages.write_fields(out, slide.id, slide_score)
-    with run.stage("images"):
-        image_warnings = stages.draw_images(slide, out, scored, slide_score, decided.decision, cfg)
+    threshold = cal.threshold if cal else None  # the decision's threshold: the pictures' scale
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoscreen-pictures") as pictures:
+        with run.stage("deciding"):
+            slide_score = stages.aggregate(scored, cfg, cal)
+            # the pictures need only the fields and the threshold: their child process draws
+            # them while the domain check and the decision run here
+            drawn = pictures.submit(
+                stages.draw_images, slide, out, scored, slide_score, threshold, cfg
+            )
+            decided = stages.decide(scored, slide_score, cfg, cal, job.domain, how)
+            rows = stages.write_fields(out, slide.id, slide_score)
+        with run.stage("images"):  # what the pictures still take once the decision is made
+            image_warnings = drawn.result()
     return stages.build_result(
         provenance,
         scored,

@@ -177,11 +177,12 @@ def draw_images(
     out: Path,
     scored: Scored,
     slide_score: SlideScore,
-    decision: TriageDecision | None,
+    threshold: float | None,
     cfg: Config,
 ) -> list[str]:
-    """The thumbnail, heatmap and field images in ``out`` (in a child process); returns the
-    warning when they could not be written (the decision stands without its pictures)."""
+    """The thumbnail, heatmap and field images in ``out`` (in a child process; the heatmap's
+    scale marks ``threshold``, the calibration's, None without one); returns the warning when
+    they could not be written (the decision stands without its pictures)."""
     cache = scored.store
     try:
         run_isolated(
@@ -197,7 +198,7 @@ def draw_images(
             coords=cache.coords,
             size_l0=cache.attrs.size_l0,
             fields=slide_score.fields,
-            threshold=decision.threshold if decision is not None else None,
+            threshold=threshold,
         )
     except CytoscreenError as err:
         return [f"thumbnail/field images not written: {err}"]

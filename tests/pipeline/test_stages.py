@@ -13,6 +13,7 @@ import pytest
 from cytoscreen import stages
 from cytoscreen.batch import SlideInput
 from cytoscreen.config import Config, load_config
+from cytoscreen.errors import CytoscreenError
 from cytoscreen.slide import Calibration, load_calibration
 from cytoscreen.slide_result import read_result, write_result
 from cytoscreen.tiling import open_cache
@@ -187,6 +188,35 @@ def test_write_fields_writes_the_three_field_files(tmp_path: Path, cfg: Config) 
     assert len((out / "fields.csv").read_text().splitlines()) == len(rows) + 1
     geo = json.loads((out / "fields.geojson").read_text())
     assert len(geo["features"]) == len(rows)
+
+
+def test_draw_images_marks_the_threshold_and_a_failure_is_a_warning(
+    tmp_path: Path, write_slide, cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pictures are drawn from the fields and the calibration's threshold alone (the screen
+    # draws them while the decision is made), in a child process
+    image = np.full((512, 512, 3), 235, np.uint8)
+    image[100:400, 100:400] = (150, 90, 160)
+    path = write_slide(image, mpp=0.25)
+    slide = SlideInput(path, path.name, "small")
+    store = stages.tile(slide, cfg, tmp_path / "cache")
+    n = len(open_cache(store))
+    scored = _scored(store, "m", np.linspace(0.0, 1.0, n, dtype=np.float32))
+    sscore = stages.aggregate(scored, cfg)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert stages.draw_images(slide, out, scored, sscore, 0.3, cfg) == []
+    assert (out / "thumbnail.png").exists() and (out / "heatmap.png").exists()
+    seen: dict[str, object] = {}
+
+    def broken(fn: object, *args: object, **kw: object) -> None:
+        seen.update(kw)
+        raise CytoscreenError("the reader crashed", subject=path)
+
+    monkeypatch.setattr(stages, "run_isolated", broken)
+    warnings = stages.draw_images(slide, out, scored, sscore, 0.3, cfg)
+    assert seen["threshold"] == 0.3
+    assert len(warnings) == 1 and "images not written" in warnings[0]
 
 
 def test_build_result_makes_a_record_that_round_trips(
