@@ -54,12 +54,17 @@ def _patches(r: SlideResult, top: int, rand: int, rng: np.random.Generator) -> P
 
 
 def _int8(model_dir: Path, calib: Pixels) -> Callable[[Pixels], Any]:
-    """An int8 OpenVINO graph of the model, quantised by NNCF on ``calib``."""
+    """An int8 OpenVINO graph of the model, quantised by NNCF on ``calib`` and compiled as the
+    Scorer compiles its engines (``OpenVinoEngine.compile``)."""
     import nncf  # an optional measurement dependency: pip install nncf
 
     from cytoscreen.scoring.card import read_card
-    from cytoscreen.scoring.openvino_engine import default_cache_root, file_key, read_cached
-    from cytoscreen.scoring.openvino_import import import_openvino
+    from cytoscreen.scoring.openvino_engine import (
+        OpenVinoEngine,
+        default_cache_root,
+        file_key,
+        read_cached,
+    )
 
     card = read_card(model_dir)
     key = file_key(card)
@@ -68,11 +73,9 @@ def _int8(model_dir: Path, calib: Pixels) -> Callable[[Pixels], Any]:
         raise SystemExit("no cached OpenVINO graph of the model: screen one slide first")
     data = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
     quantised = nncf.quantize(cached[0], data, subset_size=len(calib), fast_bias_correction=True)
-    # compiled as the Scorer compiles (OpenVINO's own streams and threads; int8 runs its
-    # unquantised layers in f32)
-    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = import_openvino().Core().compile_model(quantised, "CPU", config)
-    return lambda px: np.asarray(compiled(px)[0])
+    no_reference = np.zeros((0, card.num_classes), np.float32)  # int8: checked finite only
+    engine = OpenVinoEngine.compile(quantised, card, "int8", no_reference, source="quantised")
+    return lambda px: engine.predict(px, len(px))
 
 
 def main() -> None:

@@ -61,11 +61,17 @@ def version() -> str:
 
 
 @functools.cache
+def cpu_capabilities() -> frozenset[str]:
+    """OpenVINO's CPU plugin's optimisation capabilities here (``BF16``, ``INT8``, ...), asked
+    once per process."""
+    ov = import_openvino()
+    return frozenset(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def bf16_native() -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 natively here (``BF16`` among its optimisation
     capabilities: AVX512-BF16 or AMX); elsewhere a bf16 hint would run fp32 or be emulated."""
-    ov = import_openvino()
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in cpu_capabilities()
 
 
 # CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them OpenVINO's int8
@@ -83,10 +89,7 @@ def int8_native() -> bool:
     except OSError:
         return False
     flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-    if not flags & INT8_FLAGS:
-        return False
-    ov = import_openvino()
-    return "INT8" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return bool(flags & INT8_FLAGS) and "INT8" in cpu_capabilities()
 
 
 def int8_shipped(model_dir: str | Path) -> bool:

@@ -190,9 +190,15 @@ def build_scorer(
         ) from None
 
 
+def _auto_on_openvino_cpu(runtime: str, dev_type: str, precision: str, installed: bool) -> bool:
+    """Whether ``auto`` could choose an OpenVINO CPU precision here (the only place the
+    native-precision questions below are asked)."""
+    return runtime != "torch" and precision == "auto" and dev_type == "cpu" and installed
+
+
 def _bf16_native(runtime: str, dev_type: str, precision: str, *, installed: bool) -> bool:
     """Whether OpenVINO runs bf16 natively here, asked only where ``auto`` could choose it."""
-    if runtime == "torch" or precision != "auto" or dev_type != "cpu" or not installed:
+    if not _auto_on_openvino_cpu(runtime, dev_type, precision, installed):
         return False
     try:
         return openvino_engine.bf16_native()
@@ -205,7 +211,7 @@ def _int8_ready(
 ) -> bool:
     """Whether ``auto`` may score in int8 here: the quantised graph ships in ``model_dir`` and
     the CPU runs int8 natively (``openvino_engine.int8_native``)."""
-    if runtime == "torch" or precision != "auto" or dev_type != "cpu" or not installed:
+    if not _auto_on_openvino_cpu(runtime, dev_type, precision, installed):
         return False
     if model_dir is None or not openvino_engine.int8_shipped(model_dir):
         return False
