@@ -371,6 +371,10 @@ def _run_screen(
     scores_only: bool = False,
     fhir: Path | None = None,
 ) -> None:
+    from cytoscreen.batch import warm_up
+
+    if cfg.cache.scheduler_address is None:
+        warm_up()  # the fork server's imports overlap with the pipeline's and the model's
     from cytoscreen.batch.progress import RichObserver, summary_table
     from cytoscreen.pipeline import screen as run_screen
 

@@ -8,6 +8,9 @@ small patch store) without ``pipeline.screen``, which calls them in order for ev
   only that slide);
 - :func:`score`: the store -> :class:`Scored`, the store with the model's patch scores;
 - :func:`aggregate`: -> ``SlideScore`` (slide score, cellularity, obscured share, fields);
+- :func:`check_domain`: the store -> :class:`DomainChecked` (the domain check: a sample of the
+  cached patches against the model's reference; needs no scores, so it runs beside the
+  scoring);
 - :func:`decide`: -> :class:`Decided` (the triage decision with the domain and applicability
   checks, or no decision without a calibration);
 - :func:`write_fields` and :func:`draw_images`: the field tables and the pictures in the
@@ -51,6 +54,15 @@ class Scored:
 
     store: PatchStore
     prob: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class DomainChecked:
+    """The domain check of a tiled slide: what the decision needs (``adequacy``: off domain or
+    not, the shift) and its record (``SlideResult.domain``)."""
+
+    adequacy: Adequacy
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -135,21 +147,30 @@ def aggregate(scored: Scored, cfg: Config, calibration: Calibration | None = Non
     )
 
 
+def check_domain(store: Path, domain: DomainChoice | None, cfg: Config) -> DomainChecked:
+    """The domain check of the slide tiled into ``store`` (skipped and recorded as such without
+    a reference). It reads only the cached patches, so ``slide_task`` runs it on a thread of
+    its own while the patches are scored."""
+    in_domain, record = domain_check(open_cache(store), domain, cfg.triage.max_domain_shift)
+    return DomainChecked(in_domain, record)
+
+
 def decide(
     scored: Scored,
     slide_score: SlideScore,
     cfg: Config,
     calibration: Calibration | None,
-    domain: DomainChoice | None,
+    domain: DomainChecked,
     scoring: dict[str, str] | None = None,
 ) -> Decided:
-    """The domain check (recorded even without a calibration), then the triage decision with
-    the adequacy rules and two checks that the threshold holds, each of which keeps a slide
-    from being called negative: the scores were made as the calibration's (``scoring``, a
-    ``Scorer.describe()``: runtime and precision) and they look like the calibration
-    negatives' (the applicability check). No decision without a calibration."""
+    """The triage decision with the adequacy rules (the resolution, and the domain check
+    ``domain``, recorded even without a calibration) and two checks that the threshold holds,
+    each of which keeps a slide from being called negative: the scores were made as the
+    calibration's (``scoring``, a ``Scorer.describe()``: runtime and precision) and they look
+    like the calibration negatives' (the applicability check). No decision without a
+    calibration."""
     cache = scored.store
-    in_domain, domain_record = domain_check(cache, domain, cfg.triage.max_domain_shift)
+    in_domain, domain_record = domain.adequacy, domain.record
     if calibration is None:
         return Decided(None, domain_record)
     decision = triage(slide_score, calibration, adequacy(cache.attrs, cfg, in_domain), cfg.triage)

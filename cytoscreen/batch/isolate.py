@@ -28,7 +28,13 @@ from cytoscreen.errors import CytoscreenError
 
 ProgressFn = Callable[[int, int], None]
 # imported once by the fork server, so that each slide's child starts with them loaded
-_PRELOAD = ["cytoscreen.batch.isolate", "cytoscreen.tiling.cache", "cytoscreen.outputs.images"]
+# (matplotlib: the heatmap's colour map, 0.15 s a child would otherwise import itself)
+_PRELOAD = [
+    "cytoscreen.batch.isolate",
+    "cytoscreen.tiling.cache",
+    "cytoscreen.outputs.images",
+    "matplotlib",
+]
 _POLL_S = 0.1
 _PARENT_POLL_S = 0.5
 ORPHAN_EXIT = 70  # the status of a child that exited because its parent died

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,22 +166,34 @@ def render_slide_images(
     and fields/<rank>.png; return the names written."""
     out = Path(out_dir)
     written = []
-    with open_slide(slide, backend=backend, mpp=mpp_override) as reader:  # type: ignore[arg-type]
+    # PNG encoding (zlib, which releases the GIL) is most of the time: the images are encoded
+    # and written on two threads while the next ones are read and drawn here
+    with (
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="cytoscreen-png") as writers,
+        open_slide(slide, backend=backend, mpp=mpp_override) as reader,  # type: ignore[arg-type]
+    ):
+        pending: list[Future[None]] = []
+
+        def write(name: str, image: RGB) -> None:
+            pending.append(writers.submit(_write_png, out / name, image))
+            written.append(name)
+
         meta = reader.meta
         thumb_mpp = max(meta.mpp, meta.mpp * max(meta.dimensions) / THUMB_PX)
         thumb = read_thumbnail(reader, thumb_mpp, tolerance)
         scale = thumb_mpp / meta.mpp  # level-0 px per thumbnail px
-        write_bytes_atomic(out / "thumbnail.png", png_bytes(draw_fields(thumb, fields, scale)))
+        write("thumbnail.png", draw_fields(thumb, fields, scale))
         raster = score_raster(prob, coords, size_l0, scale, thumb.shape[:2])
         heat = draw_fields(overlay(thumb, raster), fields, scale)
-        heat = np.vstack([heat, heat_legend(heat.shape[1], threshold)])
-        write_bytes_atomic(out / "heatmap.png", png_bytes(heat))
-        written += ["thumbnail.png", "heatmap.png"]
+        write("heatmap.png", np.vstack([heat, heat_legend(heat.shape[1], threshold)]))
         l0_per_px = target_mpp / meta.mpp
         for f in fields:
             loc, size = field_window(f, size_l0, l0_per_px)
-            pixels = read_at_mpp(reader, loc, size, target_mpp, tolerance)
-            name = f"fields/{f.rank}.png"
-            write_bytes_atomic(out / name, png_bytes(pixels))
-            written.append(name)
+            write(f"fields/{f.rank}.png", read_at_mpp(reader, loc, size, target_mpp, tolerance))
+        for done in pending:
+            done.result()  # a failed write raises here
     return written
+
+
+def _write_png(path: Path, image: RGB) -> None:
+    write_bytes_atomic(path, png_bytes(image))

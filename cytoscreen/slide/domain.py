@@ -162,12 +162,32 @@ class DomainProfile:
         }
 
 
+# Reductions over the 3 colour channels, written out: the same numbers as ``x.mean(axis=1)``
+# and friends (the same additions in the same order), 4-10x faster on millions of pixels,
+# where numpy's reduction over a length-3 axis is slow. The domain check runs at the end of
+# every slide's screen.
+def _channel_max(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+
+
+def _channel_min(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.minimum(np.minimum(x[..., 0], x[..., 1]), x[..., 2])
+
+
+def _channel_sum(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return (x[..., 0] + x[..., 1]) + x[..., 2]
+
+
+def _channel_mean(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return _channel_sum(x) / np.float32(3)
+
+
 def _hue_saturation(
     rgb: npt.NDArray[np.float32],
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """HSV hue in degrees [0, 360) and saturation [0, 1] of (n, 3) pixels (any scale)."""
-    mx = rgb.max(axis=1)
-    mn = rgb.min(axis=1)
+    mx = _channel_max(rgb)
+    mn = _channel_min(rgb)
     d = mx - mn
     safe = np.where(d > 0, d, 1.0)
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
@@ -198,14 +218,14 @@ def _stain_values(
     px: npt.NDArray[np.float32], od: npt.NDArray[np.float32]
 ) -> tuple[dict[str, float], tuple[float, ...] | None]:
     """Statistics of stained pixels (``px`` their RGB, ``od`` their optical densities)."""
-    total = od.sum(axis=1)
+    total = _channel_sum(od)
     k = max(1, int(round(DENSEST_SHARE * total.size)))
     share = od / total[:, None]
     values = {
         # log10: stain strength multiplies optical density, so a washed-out scan is as far
         # below the reference as a doubly stained one is above it
         "dense_log10_od": float(np.log10(max(np.sort(total)[-k:].mean() / 3.0, 1e-3))),
-        "chroma": float(np.median(np.linalg.norm(share - 1.0 / 3.0, axis=1))),
+        "chroma": float(np.median(np.sqrt(_channel_sum(np.square(share - 1.0 / 3.0))))),
     }
     hue, sat = _hue_saturation(px)
     coloured = hue[sat > COLOURED_SATURATION]
@@ -232,10 +252,10 @@ def profile_patches(patches: npt.ArrayLike) -> DomainProfile:
     flat = arr.reshape(-1, 3)
     step = max(1, math.ceil(flat.shape[0] / MAX_PIXELS))
     sampled = flat[::step]
-    clipped_share = float((sampled.min(axis=1) >= CLIPPED_MIN).mean())
+    clipped_share = float((_channel_min(sampled) >= CLIPPED_MIN).mean())
     # pure white is what a reader gives beyond the scan's edge (patches at the slide border):
     # left out of every statistic but the clipped share
-    px = sampled[(sampled < 255).any(axis=1)].astype(np.float32)
+    px = sampled[_channel_min(sampled) < 255].astype(np.float32)
     if px.shape[0] == 0:
         return DomainProfile(
             n_patches=int(arr.shape[0]),
@@ -249,16 +269,16 @@ def profile_patches(patches: npt.ArrayLike) -> DomainProfile:
             },
             hue_hist=None,
         )
-    lum = px.mean(axis=1)
+    lum = _channel_mean(px)
     glass_rgb = np.median(px[lum >= np.quantile(lum, GLASS_QUANTILE)], axis=0)
     glass = float(glass_rgb.mean())
     od = np.clip(-np.log10(np.maximum(px, 1.0) / np.maximum(glass_rgb, 1.0)), 0.0, 3.0)
-    mean_od = od.mean(axis=1)
+    mean_od = _channel_mean(od)
     stained = mean_od > STAINED_OD
     n_stained_sample = int(stained.sum())
     values: dict[str, float] = {
         "background": glass,
-        "dark_share": float((px.max(axis=1) < DARK_MAX).mean()),
+        "dark_share": float((_channel_max(px) < DARK_MAX).mean()),
         "clipped_share": clipped_share,
         "stained_log10_share": math.log10(max(n_stained_sample / px.shape[0], 1e-6)),
     }
@@ -267,7 +287,7 @@ def profile_patches(patches: npt.ArrayLike) -> DomainProfile:
     if n_stained >= MIN_STAINED and n_stained_sample > 0:
         stain, hue_hist = _stain_values(px[stained], od[stained])
         values.update(stain)
-        tex = _texture(arr.astype(np.float32).mean(axis=3), glass)
+        tex = _texture(_channel_mean(arr.astype(np.float32)), glass)
         if tex is not None:
             values["texture"] = tex
     return DomainProfile(

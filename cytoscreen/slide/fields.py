@@ -18,7 +18,6 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial import cKDTree
 
 from cytoscreen.slide.settings import FieldSettings
 from cytoscreen.types import SuspiciousField
@@ -54,6 +53,8 @@ def find_fields(
         return ()
     order = idx[np.lexsort((idx, -p[idx]))]  # best first, ties: lowest index
     pts = xy[order]
+    from scipy.spatial import cKDTree  # here: 0.2 s of import that start-up need not wait for
+
     tree = cKDTree(pts)
     used = np.zeros(order.size, dtype=bool)  # member of a field
     blocked = np.zeros(order.size, dtype=bool)  # may not seed a field

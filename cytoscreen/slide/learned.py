@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.special import expit, logit
 
 from cytoscreen.slide.settings import AggregationSettings
 
@@ -48,6 +47,8 @@ class LearnedRule(BaseModel):
         return self
 
     def predict(self, features: FloatArray) -> float:
+        from scipy.special import expit  # here, not at start-up: the default rule is fixed
+
         z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
         return float(expit(float(z @ np.asarray(self.coef)) + self.intercept))
 
@@ -56,6 +57,8 @@ def slide_features(scored: FloatArray, top_k: int, patch_threshold: float) -> Fl
     """The four features of one slide from its scored (finite, 0-1) probabilities; needs >= 1."""
     if scored.size == 0:
         raise ValueError("a slide with no scored patches has no features")
+    from scipy.special import logit  # here, not at start-up: the default rule is fixed
+
     ordered = np.sort(scored)[::-1]
     p_max = float(ordered[0])
     p_top = float(ordered[:top_k].mean())

@@ -63,6 +63,11 @@ def _scored(path: Path, model_id: str, prob: np.ndarray) -> stages.Scored:
     return stages.Scored(cache, cache.read_scores(model_id))
 
 
+def _unchecked(scored: stages.Scored, cfg: Config) -> stages.DomainChecked:
+    """The domain check of a store without a reference (skipped, and recorded so)."""
+    return stages.check_domain(scored.store.path, None, cfg)
+
+
 @pytest.fixture
 def cfg(config_path: Path) -> Config:
     return load_config(config_path)
@@ -125,7 +130,9 @@ def test_decide_without_calibration_records_the_skipped_domain_check_only(
     tmp_path: Path, cfg: Config
 ) -> None:
     scored = _scored(_small_store(tmp_path / "s.zarr"), "m", _prob(0.9))
-    decided = stages.decide(scored, stages.aggregate(scored, cfg), cfg, None, None)
+    decided = stages.decide(
+        scored, stages.aggregate(scored, cfg), cfg, None, _unchecked(scored, cfg)
+    )
     assert decided.decision is None and decided.applicability is None
     assert decided.domain["checked"] is False
     assert decided.domain["note"].startswith("skipped: no domain reference")
@@ -146,7 +153,7 @@ def test_decide_with_calibration_triages_by_the_threshold_and_the_resolution(
 
     def outcome(scored: stages.Scored) -> Outcome:
         sscore = stages.aggregate(scored, cfg, calibration)
-        decided = stages.decide(scored, sscore, cfg, calibration, None)
+        decided = stages.decide(scored, sscore, cfg, calibration, _unchecked(scored, cfg))
         assert decided.decision is not None and decided.decision.threshold == calibration.threshold
         return decided.decision.outcome
 
@@ -163,7 +170,7 @@ def test_a_low_slide_scored_otherwise_than_the_calibration_goes_to_review(
     sscore = stages.aggregate(low, cfg, cal)
 
     def decided(how: dict[str, str] | None) -> stages.Decided:
-        return stages.decide(low, sscore, cfg, cal, None, how)
+        return stages.decide(low, sscore, cfg, cal, _unchecked(low, cfg), how)
 
     same = decided({"runtime": "openvino", "precision": "fp32", "device": "cpu"})
     assert same.decision is not None and same.decision.outcome == Outcome.NEGATIVE
@@ -175,6 +182,28 @@ def test_a_low_slide_scored_otherwise_than_the_calibration_goes_to_review(
     # a scorer that records nothing (or a calibration that does not) is judged as before
     unknown = decided(None).decision
     assert unknown is not None and unknown.outcome == Outcome.NEGATIVE
+
+
+def test_decide_takes_the_domain_check_made_beside_the_scoring(
+    tmp_path: Path, cfg: Config, calibration: Calibration
+) -> None:
+    # the screen runs check_domain on a thread while the patches are scored; decide must
+    # judge by the check it is given: random noise is far from the shipped reference
+    from cytoscreen.resolve import DomainChoice
+    from cytoscreen.slide.domain import DomainReference
+
+    ref_path = Path(__file__).parents[2] / "cytoscreen/models/default/domain.json"
+    reference = DomainReference.from_dict(json.loads(ref_path.read_text()))
+    low = _scored(_small_store(tmp_path / "lo.zarr"), "m", _prob(0.01))
+    checked = stages.check_domain(low.store.path, DomainChoice(ref_path, "x", reference), cfg)
+    assert checked.record["checked"] is True and checked.record["profile"] is not None
+    assert checked.adequacy.off_domain and checked.record["off_domain"]
+    sscore = stages.aggregate(low, cfg, calibration)
+    off = stages.decide(low, sscore, cfg, calibration, checked).decision
+    plain = stages.decide(low, sscore, cfg, calibration, _unchecked(low, cfg)).decision
+    assert plain is not None and plain.outcome == Outcome.NEGATIVE
+    assert off is not None and off.outcome == Outcome.NOT_ASSESSABLE
+    assert off.threshold == calibration.threshold
 
 
 def test_write_fields_writes_the_three_field_files(tmp_path: Path, cfg: Config) -> None:
@@ -224,7 +253,7 @@ def test_build_result_makes_a_record_that_round_trips(
 ) -> None:
     scored = _scored(_small_store(tmp_path / "s.zarr"), "m", _prob(0.99))
     sscore = stages.aggregate(scored, cfg, calibration)
-    decided = stages.decide(scored, sscore, cfg, calibration, None)
+    decided = stages.decide(scored, sscore, cfg, calibration, _unchecked(scored, cfg))
     provenance = {"id": "small", "path": "/slides/small.tiff", "model_id": "m"}
     rows = [{"rank": 1}]
     how = {"runtime": "torch", "precision": "fp32", "device": "cpu"}

@@ -290,3 +290,23 @@ def test_reference_record_round_trip_and_validation(reference: DomainReference) 
     data["features"]["texture"]["spread"] = math.nan
     with pytest.raises(ValueError, match="texture"):
         DomainReference.from_dict(data)
+
+
+def test_channel_reductions_give_numpys_numbers_bit_for_bit() -> None:
+    # profile_patches writes its per-pixel reductions out for speed; the shipped reference
+    # (domain.json) was profiled with numpy's own, so they must give the very same numbers
+    from cytoscreen.slide import domain as d
+
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+    as_float = (pixels.astype(np.float32) * np.float32(1.37)) + np.float32(0.1)
+    od = np.clip(-np.log10(np.maximum(as_float, 1.0) / np.float32(231.7)), 0.0, 3.0)
+    for x in (as_float, od):
+        np.testing.assert_array_equal(d._channel_mean(x), x.mean(axis=1), strict=True)
+        np.testing.assert_array_equal(d._channel_sum(x), x.sum(axis=1), strict=True)
+        norm = np.sqrt(d._channel_sum(np.square(x - 1.0 / 3.0)))
+        np.testing.assert_array_equal(norm, np.linalg.norm(x - 1.0 / 3.0, axis=1), strict=True)
+    np.testing.assert_array_equal(d._channel_max(pixels), pixels.max(axis=1), strict=True)
+    np.testing.assert_array_equal(d._channel_min(pixels), pixels.min(axis=1), strict=True)
+    patches = pixels.reshape(2, 50, 50, 3).astype(np.float32)
+    np.testing.assert_array_equal(d._channel_mean(patches), patches.mean(axis=3), strict=True)
