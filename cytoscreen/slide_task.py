@@ -172,7 +172,8 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
         with run.stage("deciding"):
             # the domain check (the cached patches) and the pictures (the fields and the
             # threshold; a child process) run beside each other and the rest of the decision.
-            # Not beside the scoring: that slowed the scoring by more than half their time
+            # (The domain check beside the scoring was measured: on 2 cores it slowed the
+            # scoring by more than half its own time, docs/performance.md.)
             checked = beside.submit(stages.check_domain, store, job.domain, cfg)
             slide_score = stages.aggregate(scored, cfg, cal)
             drawn = beside.submit(
