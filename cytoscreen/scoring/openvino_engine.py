@@ -99,6 +99,12 @@ def int8_shipped(model_dir: str | Path) -> bool:
     return all((folder / name).is_file() for name in (*INT8_FILES, INT8_RECORD))
 
 
+def int8_ready(model_dir: str | Path) -> bool:
+    """Whether the model in ``model_dir`` can score in int8 here as its int8 calibration was
+    made: the quantised graph ships beside its weights and the CPU runs int8 natively."""
+    return int8_shipped(model_dir) and int8_native()
+
+
 def default_cache_root() -> Path:
     """$CYTOSCREEN_RUNTIME_CACHE, else $XDG_CACHE_HOME/cytoscreen/openvino (~/.cache/...)."""
     if os.environ.get(CACHE_ENV):

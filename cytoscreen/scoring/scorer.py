@@ -209,14 +209,12 @@ def _bf16_native(runtime: str, dev_type: str, precision: str, *, installed: bool
 def _int8_ready(
     runtime: str, dev_type: str, precision: str, installed: bool, model_dir: Path | None
 ) -> bool:
-    """Whether ``auto`` may score in int8 here: the quantised graph ships in ``model_dir`` and
-    the CPU runs int8 natively (``openvino_engine.int8_native``)."""
-    if not _auto_on_openvino_cpu(runtime, dev_type, precision, installed):
-        return False
-    if model_dir is None or not openvino_engine.int8_shipped(model_dir):
+    """Whether ``auto`` may score in int8 here (``openvino_engine.int8_ready``: the quantised
+    graph ships in ``model_dir`` and the CPU runs int8 natively)."""
+    if not _auto_on_openvino_cpu(runtime, dev_type, precision, installed) or model_dir is None:
         return False
     try:
-        return openvino_engine.int8_native()
+        return openvino_engine.int8_ready(model_dir)
     except Exception:  # noqa: BLE001 - a plugin that cannot say does not run int8
         return False
 

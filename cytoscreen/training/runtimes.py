@@ -65,7 +65,7 @@ def measure_runtimes(model_dir: Path, val: EvalSet, seed: int) -> RuntimeFigures
     if openvino_engine.installed():
         version = openvino_engine.version()
         precisions = ["fp32", "bf16"] if openvino_engine.bf16_native() else ["fp32"]
-        if openvino_engine.int8_shipped(model_dir) and openvino_engine.int8_native():
+        if openvino_engine.int8_ready(model_dir):
             precisions.append("int8")  # the quantised graph shipped beside these weights
         for prec in precisions:
             scorer = Scorer.load(model_dir, "cpu", prec, runtime="openvino")
