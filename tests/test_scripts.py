@@ -26,6 +26,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
         "measure_top_rescore",
         "measure_negative_sources",
         "measure_pool_ruling",
+        "measure_field_refine",
     ],
 )
 def test_script_help(name: str) -> None:
@@ -106,3 +107,45 @@ def test_pool_ruling_takes_the_doubted_cell_off_every_slide() -> None:
     assert before.set_aside == 0 and before.auc < 0.75  # cell 7 tops every slide
     assert after.auc == 1.0 and after.set_aside == 4  # without it the positives stand out
     assert after.dropped == pytest.approx(12 / 40)
+
+
+def test_field_refine_lifts_only_patches_sharing_a_window_with_the_best() -> None:
+    m = _script("measure_field_refine")
+    side = 10.0
+    # a 3 x 1 row of patches: (0, 0), (1, 0), (2, 0); one x-shifted window between each pair
+    xy = np.array([[0, 0], [10, 0], [20, 0]], float)
+    saved = {
+        "x": np.array([0.9, 0.8]), "x_i": np.array([0, 1]),
+        "y": np.zeros(0), "y_i": np.zeros(0, int),
+        "xy": np.zeros(0), "xy_i": np.zeros(0, int),
+    }  # fmt: skip
+    windows = m.windows_of(xy, side, saved)
+    assert windows.covers == ((0, 1), (1, 2))
+    p = np.array([0.1, 0.3, 0.2])
+    q, used = m.refined(p, windows, 0)
+    np.testing.assert_array_equal(q, p)  # no second look
+    assert used == 0
+    q, used = m.refined(p, windows, 1)  # best patch: 1, in both windows
+    np.testing.assert_allclose(q, [0.9, 0.9, 0.8])
+    assert used == 2
+    p2 = np.array([0.5, 0.1, np.nan])  # best patch 0: only the first window; NaN stays NaN
+    q, used = m.refined(p2, windows, 1)
+    assert used == 1 and q[0] == 0.9 and q[1] == 0.9 and np.isnan(q[2])
+
+
+def test_field_refine_sees_a_cut_cell_once_lifted_and_keeps_slides_apart() -> None:
+    m = _script("measure_field_refine")
+    side = 10.0
+    xy = np.array([[x, 0] for x in range(0, 100, 10)], float)  # 10 patches in a row
+    covers = tuple((i, i + 1) for i in range(9))
+    p = np.full(10, 0.05)
+    p[8] = 0.45  # the cut abnormal cell lies between patches 8 and 9, both below 0.5
+    scores = np.full(9, 0.05)
+    scores[8] = 0.95  # the window centred on it sees it whole
+    slide = m.Slide(p, xy, side, m.Windows(scores, covers), np.array([[90.0, 5.0]]))
+    assert m.shown_in_top(slide, 0, 0.5) == (False, 0)  # no field at all on the grid
+    shown, used = m.shown_in_top(slide, 1, 0.5)
+    assert shown and used == 2
+    pair = m.side_by_side(slide, slide)
+    assert len(pair.p) == 20 and pair.windows.covers[9] == (10, 11)
+    assert pair.xy[10:, 0].min() > xy[:, 0].max() + 3 * side  # no field spans both
