@@ -26,16 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cytoscreen.io.opener import open_slide
+from cytoscreen.qa.generated import scored_slides
 from cytoscreen.scoring.scorer import Scorer
-from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import CellTruth, load_truth
-from cytoscreen.tiling.store import PatchStore
-from cytoscreen.types import scores_key
+from cytoscreen.synth.slide import CellTruth
 
 REPO = Path(__file__).resolve().parents[1]
 BANDS = ((0, 24), (24, 48), (48, 80), (80, 113))  # distance to the patch edge, level-0 px
 EDGES = (112, 84, 56, 36, 24, 12)  # part 2: nucleus this far from one edge (112: centred)
-ADEQUATE = 5000
 
 
 def _row(name: str, s: npt.NDArray[np.float64]) -> str:
@@ -60,20 +57,14 @@ def grid_table(results: Path) -> tuple[str, Cells, Cells, int]:
     nilm: Cells = []
     model_id = None
     side = 224.0
-    for r in load_results(results):
-        if r.path is None or r.cache is None or r.model_id is None:
-            continue
+    for slide in scored_slides(results):
+        r, truth, store, prob = slide.result, slide.truth, slide.store, slide.p
+        assert r.path is not None  # scored_slides reads the truth beside it
         model_id = r.model_id
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        if truth.label == "negative" and len(truth.cells) >= ADEQUATE:
+        if slide.adequate_negative:
             nilm += [(r.path, c) for c in truth.cells]
         if truth.label != "positive":
             continue
-        store = PatchStore.open(r.cache)
-        scores = store.scores(scores_key(r.model_id, r.scoring))
-        if scores is None:
-            raise SystemExit(f"{r.id}: no scores of {r.model_id} in {r.cache}")
-        prob = np.asarray(scores.stage()[:], float)
         xy = np.asarray(store.coords, float)
         side = float(store.attrs.size_l0)
         for c in truth.cells:

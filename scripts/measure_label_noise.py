@@ -30,17 +30,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from cytoscreen.slide_result import load_results
+from cytoscreen.qa.generated import scored_slides
 from cytoscreen.synth.cric import read_cric
-from cytoscreen.synth.slide import load_truth
-from cytoscreen.tiling.store import PatchStore
-from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
 FAR = 1e9  # the patch's cells come from fields with no labelled abnormal nucleus
 NO_CELL = 2e9  # no labelled cell in the patch (glass, blood, debris, cytoplasm)
 BANDS = ((0, 150), (150, 250), (250, 400), (400, 600), (600, 1000), (1000, FAR))
-ADEQUATE = 5000
 
 
 def _top_k(p: np.ndarray, k: int = 10) -> float:
@@ -65,19 +61,12 @@ def main() -> None:
 
     negatives: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     positives: list[np.ndarray] = []
-    for r in load_results(args.results):
-        if r.path is None or r.cache is None or r.model_id is None:
-            continue  # a failed slide
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        store = PatchStore.open(r.cache)
-        scores = store.scores(scores_key(r.model_id, r.scoring))
-        if scores is None:
-            raise SystemExit(f"{r.id}: no scores of {r.model_id} in {r.cache}")
-        prob = np.asarray(scores.stage()[:], float)
+    for slide in scored_slides(args.results):
+        r, truth, store, prob = slide.result, slide.truth, slide.store, slide.p
         if truth.label == "positive":
             positives.append(prob[~np.isnan(prob)])
             continue
-        if truth.label != "negative" or len(truth.cells) < ADEQUATE:
+        if not slide.adequate_negative:
             continue
         side = round(store.attrs.size_l0)
         cells = defaultdict(list)

@@ -27,16 +27,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cytoscreen.qa.generated import scored_slides
 from cytoscreen.scoring.scorer import Scorer
 from cytoscreen.slide.aggregate import aggregate
 from cytoscreen.slide.settings import AggregationSettings
-from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import SlideTruth, load_truth
+from cytoscreen.synth.slide import SlideTruth
 from cytoscreen.tiling.store import PatchStore
 from cytoscreen.training.metrics import auc_with_ci
+from cytoscreen.types import scoring_kind
 
 REPO = Path(__file__).resolve().parents[1]
-ADEQUATE = 5000
 SHIFTS = {"x": (1, 0), "y": (0, 1), "xy": (1, 1)}  # in half patches
 F64 = npt.NDArray[np.float64]
 
@@ -88,18 +88,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    scorer = Scorer.load(args.model, runtime="auto")
-    records = []
-    for r in load_results(args.results):
-        if r.path is None or r.cache is None or r.model_id != scorer.card.model_id:
-            continue
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        records.append((r.id, r.cache, truth))
+    slides = list(scored_slides(args.results))
+    if not slides:
+        raise SystemExit(f"{args.results}: no scored generated slide")
+    # the shifted windows are scored as the run scored the grid (runtime and precision)
+    how = slides[0].result.scoring
+    if how is None:
+        raise SystemExit(f"{slides[0].result.id}: its result does not say how it was scored")
+    scorer = Scorer.load(args.model, precision=how["precision"], runtime=how["runtime"])
+    slides = [
+        s
+        for s in slides
+        if s.result.model_id == scorer.card.model_id
+        and scoring_kind(s.result.scoring) == scoring_kind(how)
+    ]
     rng = np.random.default_rng(args.seed)
-    negatives = [x for x in records if x[2].label == "negative" and len(x[2].cells) >= ADEQUATE]
-    positives = [x for x in records if x[2].label == "positive"]
-    single = [x for x in positives if sum(c.abnormal for c in x[2].cells) == 1]
-    others = [x for x in positives if x not in single]
+    negatives = [s for s in slides if s.adequate_negative]
+    positives = [s for s in slides if s.truth.label == "positive"]
+    single = [s for s in positives if sum(c.abnormal for c in s.truth.cells) == 1]
+    ones = {s.result.id for s in single}
+    others = [s for s in positives if s.result.id not in ones]
     pick = rng.choice(len(others), min(args.positives, len(others)), replace=False)
     chosen = single + [others[i] for i in sorted(pick)]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -107,17 +115,14 @@ def main() -> None:
     grid: dict[str, F64] = {}
     both: dict[str, F64] = {}
     cell_grid, cell_best = [], []
-    for sid, cache, truth in chosen + negatives:
+    for s in chosen + negatives:
+        sid, store, truth, p = s.result.id, s.store, s.truth, s.p
         saved = args.work / f"{sid}.npz"
-        store = PatchStore.open(cache)
         if not saved.exists():
             arrays: dict[str, Any] = dict(shifted_scores(store, scorer))
             np.savez(saved, **arrays)
             print(f"{sid}: {len(store.coords)} patches scored on the shifted grids", flush=True)
         z = np.load(saved)
-        scores = store.scores(scorer.card.model_id)
-        assert scores is not None
-        p = np.asarray(scores.stage()[:], float)
         xy = np.asarray(store.coords, float)
         side = float(store.attrs.size_l0)
         layers = [(xy, p)] + [
@@ -143,11 +148,11 @@ def main() -> None:
     print(f"\n{'grid':<12}{'rule':<8}{'AUC':>30}{'1-cell AUC':>30}{'spec @ 1% quantile':>20}")
     for name, table in (("stride 1", grid), ("half", both)):
         for k in (1, 3, 10):
-            ns = np.array([top_k(table[n[0]], k) for n in negatives])
+            ns = np.array([top_k(table[n.result.id], k) for n in negatives])
             ps = np.array(
                 [
-                    top_k(np.r_[table[p[0]], table[negatives[j][0]]], k)
-                    for p, j in zip(chosen, join, strict=True)
+                    top_k(np.r_[table[c.result.id], table[negatives[j].result.id]], k)
+                    for c, j in zip(chosen, join, strict=True)
                 ]
             )
             spec = int((ns < np.quantile(ps, 0.01)).sum())

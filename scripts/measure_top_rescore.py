@@ -28,15 +28,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from cytoscreen.qa.generated import ADEQUATE, scored_slides
 from cytoscreen.scoring.scorer import Scorer
-from cytoscreen.slide_result import load_results
-from cytoscreen.synth.slide import load_truth, nucleus_patches
+from cytoscreen.synth.slide import nucleus_patches
 from cytoscreen.tiling.store import PatchStore
 from cytoscreen.training.metrics import auc_with_ci
-from cytoscreen.types import scores_key
 
 REPO = Path(__file__).resolve().parents[1]
-ADEQUATE = 5000
 F64 = npt.NDArray[np.float64]
 
 
@@ -102,17 +100,11 @@ def main() -> None:
     print(scorer.describe(), flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
-    results = list(load_results(args.results))
+    slides = [x for x in scored_slides(args.results) if x.result.model_id == scorer.card.model_id]
     if args.limit:
-        results = results[: args.limit]
-    for r in results:
-        if r.path is None or r.cache is None or r.model_id != scorer.card.model_id:
-            continue
-        truth = load_truth(Path(r.path).with_suffix(".cells.json"))
-        store = PatchStore.open(r.cache)
-        scores = store.scores(scores_key(r.model_id, r.scoring))
-        assert scores is not None
-        p = np.asarray(scores.stage()[:], float)
+        slides = slides[: args.limit]
+    for slide in slides:
+        r, truth, store, p = slide.result, slide.truth, slide.store, slide.p
         saved = args.work / f"{r.id}.npz"
         if not saved.exists():
             idx, views = rescore(store, p, args.top, scorer)
