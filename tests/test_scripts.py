@@ -27,6 +27,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
         "measure_negative_sources",
         "measure_pool_ruling",
         "measure_field_refine",
+        "measure_ensemble",
     ],
 )
 def test_script_help(name: str) -> None:
@@ -149,3 +150,14 @@ def test_field_refine_sees_a_cut_cell_once_lifted_and_keeps_slides_apart() -> No
     pair = m.side_by_side(slide, slide)
     assert len(pair.p) == 20 and pair.windows.covers[9] == (10, 11)
     assert pair.xy[10:, 0].min() > xy[:, 0].max() + 3 * side  # no field spans both
+
+
+def test_ensemble_pairs_slides_by_path_and_combines_scores_per_patch() -> None:
+    m = _script("measure_ensemble")
+    a = np.array([0.2, 0.9, np.nan])
+    b = np.array([0.8, 0.1, np.nan])
+    np.testing.assert_allclose(m.COMBINE["mean probability"](a, b)[:2], [0.5, 0.5])
+    np.testing.assert_allclose(m.COMBINE["minimum"](a, b)[:2], [0.2, 0.1])
+    np.testing.assert_allclose(m.COMBINE["mean logit"](a, b)[:2], [0.5, 0.5], atol=1e-12)
+    assert np.isnan(m.COMBINE["geometric mean"](a, b)[2])  # no score stays no score
+    assert m.slide_score(np.r_[np.full(10, 0.5), np.full(5, 0.1), np.nan]) == 0.5
