@@ -174,7 +174,7 @@ def _process(run: _Slide, provenance: dict[str, Any]) -> SlideResult:
             # threshold; a child process) run beside each other and the rest of the decision.
             # (The domain check beside the scoring was measured: on 2 cores it slowed the
             # scoring by more than half its own time, docs/performance.md.)
-            checked = beside.submit(stages.check_domain, store, job.domain, cfg)
+            checked = beside.submit(stages.check_domain, scored, job.domain, cfg)
             slide_score = stages.aggregate(scored, cfg, cal)
             drawn = beside.submit(
                 stages.draw_images, slide, out, scored, slide_score, threshold, cfg

@@ -147,12 +147,12 @@ def aggregate(scored: Scored, cfg: Config, calibration: Calibration | None = Non
     )
 
 
-def check_domain(store: Path, domain: DomainChoice | None, cfg: Config) -> DomainChecked:
-    """The domain check of the slide tiled into ``store`` (skipped and recorded as such without
-    a reference). It reads only the cached patches, so ``slide_task`` runs it on a thread of
-    its own beside the pictures, once the patches are scored (beside the scoring it slowed
-    the scoring by more than half its own time on 2 cores)."""
-    in_domain, record = domain_check(open_cache(store), domain, cfg.triage.max_domain_shift)
+def check_domain(scored: Scored, domain: DomainChoice | None, cfg: Config) -> DomainChecked:
+    """The domain check of the scored slide's cached patches (skipped and recorded as such
+    without a reference). It needs no scores, only the store already open in ``scored``, so
+    ``slide_task`` runs it on a thread of its own beside the pictures (beside the scoring it
+    slowed the scoring by more than half its own time on 2 cores)."""
+    in_domain, record = domain_check(scored.store, domain, cfg.triage.max_domain_shift)
     return DomainChecked(in_domain, record)
 
 

@@ -65,7 +65,7 @@ def _scored(path: Path, model_id: str, prob: np.ndarray) -> stages.Scored:
 
 def _unchecked(scored: stages.Scored, cfg: Config) -> stages.DomainChecked:
     """The domain check of a store without a reference (skipped, and recorded so)."""
-    return stages.check_domain(scored.store.path, None, cfg)
+    return stages.check_domain(scored, None, cfg)
 
 
 @pytest.fixture
@@ -184,18 +184,18 @@ def test_a_low_slide_scored_otherwise_than_the_calibration_goes_to_review(
     assert unknown is not None and unknown.outcome == Outcome.NEGATIVE
 
 
-def test_decide_takes_the_domain_check_made_beside_the_scoring(
+def test_decide_takes_the_domain_check_made_beside_it(
     tmp_path: Path, cfg: Config, calibration: Calibration
 ) -> None:
-    # the screen runs check_domain on a thread while the patches are scored; decide must
-    # judge by the check it is given: random noise is far from the shipped reference
+    # the screen runs check_domain on a thread beside the decision and the pictures; decide
+    # must judge by the check it is given: random noise is far from the shipped reference
     from cytoscreen.resolve import DomainChoice
     from cytoscreen.slide.domain import DomainReference
 
     ref_path = Path(__file__).parents[2] / "cytoscreen/models/default/domain.json"
     reference = DomainReference.from_dict(json.loads(ref_path.read_text()))
     low = _scored(_small_store(tmp_path / "lo.zarr"), "m", _prob(0.01))
-    checked = stages.check_domain(low.store.path, DomainChoice(ref_path, "x", reference), cfg)
+    checked = stages.check_domain(low, DomainChoice(ref_path, "x", reference), cfg)
     assert checked.record["checked"] is True and checked.record["profile"] is not None
     assert checked.adequacy.off_domain and checked.record["off_domain"]
     sscore = stages.aggregate(low, cfg, calibration)
