@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit, logit
 
 from cytoscreen.qa.generated import ScoredSlide, scored_slides
 from cytoscreen.slide.aggregate import aggregate
@@ -31,20 +32,16 @@ F64 = npt.NDArray[np.float64]
 TOP10 = AggregationSettings(rule="top_k_mean", top_k=10)
 
 
-def logit(p: F64) -> F64:
-    c = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(c / (1 - c)), float)
-
-
-def expit(x: F64) -> F64:
-    return np.asarray(1 / (1 + np.exp(-x)), float)
+def clipped_logit(p: F64) -> F64:
+    """The logit of probabilities kept off 0 and 1 (a score of exactly 0 or 1 stays finite)."""
+    return np.asarray(logit(np.clip(p, 1e-6, 1 - 1e-6)), float)
 
 
 COMBINE: dict[str, Callable[[F64, F64], F64]] = {
     "first alone": lambda a, b: a,
     "second alone": lambda a, b: b,
     "mean probability": lambda a, b: (a + b) / 2,
-    "mean logit": lambda a, b: expit((logit(a) + logit(b)) / 2),
+    "mean logit": lambda a, b: expit((clipped_logit(a) + clipped_logit(b)) / 2),
     "geometric mean": lambda a, b: np.sqrt(a * b),
     "minimum": np.minimum,
 }

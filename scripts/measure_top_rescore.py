@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit, logit
 
 from cytoscreen.qa.generated import ADEQUATE, scored_slides
 from cytoscreen.scoring.scorer import Scorer
@@ -70,8 +71,7 @@ def auc_text(pos: F64, neg: F64) -> str:
 
 def logit_mean(v: F64) -> F64:
     """The views' mean in logit space, back to a probability."""
-    c = np.clip(v, 1e-6, 1 - 1e-6)
-    return np.asarray(1 / (1 + np.exp(-np.log(c / (1 - c)).mean(axis=1))), float)
+    return np.asarray(expit(logit(np.clip(v, 1e-6, 1 - 1e-6)).mean(axis=1)), float)
 
 
 HOW: dict[str, Callable[[F64], F64] | None] = {
